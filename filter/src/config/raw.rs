@@ -1,0 +1,130 @@
+//! The plugin configuration exactly as users write it (JSON; Istio's `pluginConfig` YAML arrives
+//! as this JSON). Unknown fields are refused so that a typo never silently changes behaviour.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub version: u32,
+    pub vault: RawVault,
+    #[serde(default)]
+    pub identity: RawIdentity,
+    #[serde(default)]
+    pub bindings: Vec<RawBinding>,
+    #[serde(default)]
+    pub cache: RawCache,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVault {
+    pub cluster: String,
+    pub authority: String,
+    pub namespace: Option<String>,
+    pub timeout: Option<String>,
+    pub auth: RawAuth,
+}
+
+/// Only workload-identity methods exist: there is deliberately no variant that carries a
+/// token, an AppRole secret or a password.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawAuth {
+    Cert {
+        #[serde(default = "default_cert_mount")]
+        mount: String,
+        role: String,
+    },
+}
+
+fn default_cert_mount() -> String {
+    "cert".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    #[serde(default = "default_sources")]
+    pub sources: Vec<RawIdentitySource>,
+    #[serde(default)]
+    pub trust_domains: Vec<String>,
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        Self {
+            sources: default_sources(),
+            trust_domains: Vec::new(),
+        }
+    }
+}
+
+// TODO(#3): the xfcc, jwt_svid and local_workload sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawIdentitySource {
+    PeerCertificate,
+}
+
+fn default_sources() -> Vec<RawIdentitySource> {
+    vec![RawIdentitySource::PeerCertificate]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBinding {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub match_: RawMatch,
+    pub credential: RawCredential,
+    pub inject: Vec<RawInject>,
+    #[serde(default)]
+    pub strip: Vec<String>,
+    #[serde(default)]
+    pub on_error: RawOnError,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub hosts: Vec<String>,
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub identities: Vec<String>,
+}
+
+// TODO(#4): the database, leased-secret and identity OIDC token engines.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "engine", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawCredential {
+    Kv2 {
+        mount: String,
+        path: String,
+        field: Option<String>,
+        refresh: Option<String>,
+    },
+}
+
+// TODO(#4): Basic authorization from `{username}`/`{password}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInject {
+    pub header: String,
+    pub value: String,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOnError {
+    #[default]
+    Deny,
+    AllowWithoutCredential,
+}
+
+// TODO(#5): refresh_at, jitter, max_entries and negative_ttl.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub expiry_margin: Option<String>,
+}

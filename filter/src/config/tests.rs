@@ -1,0 +1,221 @@
+use serde_json::{json, Value};
+
+use super::*;
+
+fn valid() -> Value {
+    json!({
+        "version": 1,
+        "vault": {
+            "cluster": "outbound|8200||openbao.vault.svc.cluster.local",
+            "authority": "openbao.vault.svc.cluster.local:8200",
+            "timeout": "2s",
+            "auth": { "method": "cert", "mount": "cert", "role": "latchkey-gateway" }
+        },
+        "identity": { "sources": ["peer_certificate"], "trust_domains": ["example.org"] },
+        "bindings": [{
+            "name": "payments-api",
+            "match": {
+                "hosts": ["api.payments.example", "*.payments.example"],
+                "path_prefix": "/v1/",
+                "identities": ["spiffe://example.org/ns/payments/*"]
+            },
+            "credential": {
+                "engine": "kv2", "mount": "secret",
+                "path": "apps/{namespace}/{service_account}/payments", "field": "api_key",
+                "refresh": "5m"
+            },
+            "inject": [{ "header": "Authorization", "value": "Bearer {api_key}" }],
+            "strip": ["X-Api-Key"],
+            "on_error": "deny"
+        }],
+        "cache": { "expiry_margin": "5s" }
+    })
+}
+
+fn refused(config: Value) -> ConfigError {
+    Config::from_json(config.to_string().as_bytes()).unwrap_err()
+}
+
+/// Sets (or adds) the value at a JSON pointer.
+fn with(mut config: Value, pointer: &str, value: Value) -> Value {
+    let (parent, key) = pointer.rsplit_once('/').unwrap();
+    match config.pointer_mut(parent).unwrap() {
+        Value::Object(map) => {
+            map.insert(key.to_string(), value);
+        }
+        Value::Array(items) => items[key.parse::<usize>().unwrap()] = value,
+        other => panic!("cannot set {key} in {other}"),
+    }
+    config
+}
+
+#[test]
+fn compiles_the_v1_example() {
+    let config = Config::from_json(valid().to_string().as_bytes()).unwrap();
+    assert_eq!(config.vault.timeout, Duration::from_secs(2));
+    assert_eq!(
+        config.vault.auth,
+        VaultAuth::Cert {
+            mount: "cert".into(),
+            role: "latchkey-gateway".into()
+        }
+    );
+    let binding = &config.bindings[0];
+    assert_eq!(binding.inject[0].name, "authorization");
+    assert_eq!(
+        binding.strip,
+        [
+            "authorization",
+            "proxy-authorization",
+            "x-vault-token",
+            "x-api-key"
+        ]
+    );
+    assert_eq!(binding.on_error, OnError::Deny);
+    assert_eq!(config.expiry_margin, Duration::from_secs(5));
+}
+
+#[test]
+fn generation_follows_the_config_bytes() {
+    let a = Config::from_json(valid().to_string().as_bytes()).unwrap();
+    let b = Config::from_json(valid().to_string().as_bytes()).unwrap();
+    let changed = with(valid(), "/vault/timeout", json!("3s"));
+    let c = Config::from_json(changed.to_string().as_bytes()).unwrap();
+    assert_eq!(a.generation, b.generation);
+    assert_ne!(a.generation, c.generation);
+}
+
+#[test]
+fn applies_defaults() {
+    let mut config = valid();
+    config["vault"].as_object_mut().unwrap().remove("timeout");
+    config["bindings"][0]["credential"]
+        .as_object_mut()
+        .unwrap()
+        .remove("refresh");
+    config.as_object_mut().unwrap().remove("cache");
+    let config = Config::from_json(config.to_string().as_bytes()).unwrap();
+    assert_eq!(config.vault.timeout, DEFAULT_VAULT_TIMEOUT);
+    let CredentialSource::Kv2 { refresh, .. } = &config.bindings[0].credential;
+    assert_eq!(*refresh, DEFAULT_KV_REFRESH);
+}
+
+#[test]
+fn names_the_field_of_a_type_error() {
+    let err = refused(with(valid(), "/vault/timeout", json!(2)));
+    assert_eq!(err.field, "vault.timeout");
+}
+
+#[test]
+fn refuses_unknown_fields_with_their_path() {
+    let err = refused(with(valid(), "/bindings/0/match/hostz", json!([]))).to_string();
+    assert!(err.starts_with("bindings[0].match"), "{err}");
+    assert!(err.contains("hostz"), "{err}");
+}
+
+#[test]
+fn refuses_static_vault_secrets() {
+    let err = refused(with(
+        valid(),
+        "/vault/auth",
+        json!({"method": "token", "token": "s.x"}),
+    ));
+    assert!(err.field.starts_with("vault.auth"), "{err}");
+    let err = refused(with(valid(), "/vault/token", json!("s.abc")));
+    assert_eq!(err.field, "vault.token", "{err}");
+    assert!(!err.to_string().contains("s.abc"), "{err}");
+    let auth = json!({"method": "cert", "role": "r", "secret_id": "x"});
+    assert!(refused(with(valid(), "/vault/auth", auth))
+        .field
+        .starts_with("vault.auth"));
+}
+
+#[test]
+fn refuses_unsupported_version() {
+    assert_eq!(
+        refused(with(valid(), "/version", json!(2))).field,
+        "version"
+    );
+}
+
+#[test]
+fn refuses_path_templates_outside_the_identity() {
+    let at = "/bindings/0/credential/path";
+    let err = refused(with(valid(), at, json!("apps/{caller_header}")));
+    assert_eq!(err.field, "bindings[0].credential.path");
+    assert!(refused(with(valid(), at, json!("apps/../sys/{namespace}")))
+        .reason
+        .contains("'..'"));
+    assert!(refused(with(valid(), at, json!("apps/{namespace")))
+        .reason
+        .contains("closing"));
+}
+
+#[test]
+fn refuses_system_mounts() {
+    let err = refused(with(valid(), "/bindings/0/credential/mount", json!("sys")));
+    assert_eq!(err.field, "bindings[0].credential.mount");
+}
+
+#[test]
+fn refuses_inject_templates_naming_other_fields() {
+    let inject = json!([{ "header": "authorization", "value": "Bearer {password}" }]);
+    let err = refused(with(valid(), "/bindings/0/inject", inject));
+    assert_eq!(err.field, "bindings[0].inject[0].value");
+}
+
+#[test]
+fn refuses_bad_header_names() {
+    for bad in ["", ":authority", "x y", "host", "x\r\ny"] {
+        let inject = json!([{ "header": bad, "value": "Bearer {api_key}" }]);
+        let err = refused(with(valid(), "/bindings/0/inject", inject));
+        assert_eq!(err.field, "bindings[0].inject[0].header", "{bad:?}");
+    }
+}
+
+#[test]
+fn refuses_identity_patterns_outside_the_trust_domains() {
+    let ids = json!(["spiffe://other.org/ns/payments/*"]);
+    let err = refused(with(valid(), "/bindings/0/match/identities", ids));
+    assert_eq!(err.field, "bindings[0].match.identities[0]");
+}
+
+#[test]
+fn refuses_duplicate_binding_names() {
+    let mut config = valid();
+    let copy = config["bindings"][0].clone();
+    config["bindings"].as_array_mut().unwrap().push(copy);
+    assert_eq!(refused(config).field, "bindings[1].name");
+}
+
+#[test]
+fn refuses_zero_timeout_and_bad_durations() {
+    assert_eq!(
+        refused(with(valid(), "/vault/timeout", json!("0s"))).field,
+        "vault.timeout"
+    );
+    let err = refused(with(
+        valid(),
+        "/bindings/0/credential/refresh",
+        json!("5 minutes"),
+    ));
+    assert_eq!(err.field, "bindings[0].credential.refresh");
+}
+
+#[test]
+fn refuses_missing_trust_domains() {
+    let err = refused(with(valid(), "/identity/trust_domains", json!([])));
+    assert_eq!(err.field, "identity.trust_domains");
+    let err = refused(with(
+        valid(),
+        "/identity/trust_domains",
+        json!(["Example.org"]),
+    ));
+    assert_eq!(err.field, "identity.trust_domains[0]");
+}
+
+#[test]
+fn refuses_non_json_without_echoing_it() {
+    let err = Config::from_json(b"{\"vault\": s.secret-token").unwrap_err();
+    assert!(!err.to_string().contains("s.secret-token"), "{err}");
+}

@@ -1,0 +1,102 @@
+//! The only module that calls into proxy-wasm. Everything is read as bytes (the SDK's string
+//! getters panic on non-UTF-8), and every host error becomes `None` or `Err`, never a panic.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
+
+use crate::cache::{SharedStore, StoreError};
+
+/// Shared data of this VM id: one store per Envoy process, shared by all workers.
+pub struct SharedData;
+
+impl SharedStore for SharedData {
+    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), Some(cas))) => Some((value, cas)),
+            _ => None,
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| match status {
+            Status::CasMismatch => StoreError::CasMismatch,
+            _ => StoreError::Failed,
+        })
+    }
+}
+
+/// Envoy's current log level for wasm, so that the SDK does not format lines Envoy would drop.
+pub fn envoy_log_level() -> LogLevel {
+    hostcalls::get_log_level().unwrap_or(LogLevel::Info)
+}
+
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
+        .and_then(|since| u64::try_from(since.as_millis()).ok())
+        .unwrap_or_default()
+}
+
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
+}
+
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// Removes every value of the header (a caller may send several).
+pub fn remove_request_header(name: &str) -> Result<(), Status> {
+    hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, None)
+}
+
+/// Replaces every value of the header with this one.
+pub fn set_request_header(name: &str, value: &str) -> Result<(), Status> {
+    hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, Some(value.as_bytes()))
+}
+
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+pub fn dispatch(
+    cluster: &str,
+    headers: &[(&'static str, String)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, Status> {
+    let headers = headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    hostcalls::dispatch_http_call(cluster, headers, body, Vec::new(), timeout)
+}
+
+/// The `:status` of a callout response; `None` when Envoy gave none or it is not a number.
+pub fn call_response_status() -> Option<u16> {
+    let raw =
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status").ok()??;
+    std::str::from_utf8(&raw).ok()?.parse().ok()
+}
+
+pub fn call_response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+pub fn send_local_reply(status: u32, body: &[u8], headers: &[(&str, &str)]) -> Result<(), Status> {
+    hostcalls::send_http_response(status, headers.to_vec(), Some(body))
+}
+
+pub fn resume_request() -> Result<(), Status> {
+    hostcalls::resume_http_request()
+}

@@ -1,0 +1,11 @@
+//! The Vault HTTP API that OpenBao and HashiCorp Vault share: request builders and parsers for
+//! the responses. Every response is untrusted input; nothing here ever formats a token, a secret
+//! or a response body into an error or a log line.
+
+mod request;
+mod response;
+mod secret;
+
+pub use request::{cert_login, kv2_read, VaultRequest, CALLER_HEADER};
+pub use response::{parse_kv2, parse_login, VaultError, VaultLogin, MAX_BODY_BYTES};
+pub use secret::{Secret, SecretFields};
