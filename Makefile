@@ -35,7 +35,7 @@ wasm: tools ## Build the filter module (target/wasm32-wasip1/release/latchkey_fi
 		cargo build --release --target $(WASM_TARGET) -p latchkey-filter
 
 demo: wasm ## Run the demo: real OpenBao and Envoy inject a credential for a SPIFFE workload
-	cargo run --quiet --release -p latchkey-test-harness --bin latchkey-demo
+	cargo run --quiet -p latchkey-test-harness --bin latchkey-demo
 
 test: lint unit e2e ## Everything CI runs: format, clippy, unit tests, end-to-end tests
 

@@ -46,7 +46,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn unexpected(action: impl Into<String>, detail: impl Into<String>) -> Error {
+    pub fn unexpected(action: impl Into<String>, detail: impl Into<String>) -> Error {
         Error::Unexpected {
             action: action.into(),
             detail: detail.into(),

@@ -82,7 +82,14 @@ impl Gateway {
             .vault(openbao.tls_port(), &pki.svid(PROXY_SPIFFE_ID)?)
             .wasm_filter(wasm_module()?, plugin_config);
         let envoy = Envoy::start(&dir, config)?;
-        Ok(Gateway { envoy, echo, openbao, pki, api_key, dir })
+        Ok(Gateway {
+            envoy,
+            echo,
+            openbao,
+            pki,
+            api_key,
+            dir,
+        })
     }
 
     /// A client presenting an SVID for `spiffe_id`, or no certificate at all.
@@ -99,7 +106,12 @@ impl Gateway {
     }
 
     /// `GET <path>` to the payments API through the gateway.
-    pub fn call_api(&self, client: &Client, path: &str, headers: &[(&str, &str)]) -> Result<Response> {
+    pub fn call_api(
+        &self,
+        client: &Client,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Response> {
         client.get(self.envoy.listener_port(), API_HOST, path, headers)
     }
 
@@ -121,7 +133,11 @@ impl Gateway {
         Ok(audit
             .lines()
             .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter_map(|entry| entry["response"]["auth"]["client_token"].as_str().map(String::from))
+            .filter_map(|entry| {
+                entry["response"]["auth"]["client_token"]
+                    .as_str()
+                    .map(String::from)
+            })
             .filter(|token| !token.is_empty())
             .collect())
     }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use latchkey_test_harness::scenario::{plugin_config, Gateway};
-use latchkey_test_harness::{wasm_module, Envoy, EnvoyConfig, Pki, TestDir, WORKLOAD_SPIFFE_ID};
+use latchkey_test_harness::{wasm_module, EnvoyConfig, Pki, TestDir, WORKLOAD_SPIFFE_ID};
 use serde_json::{json, Value};
 
 fn error_code(body: &str) -> String {
@@ -47,7 +47,11 @@ fn second_request_is_served_from_the_cache() {
     assert_eq!(second.status, 200, "{}", second.body);
     let injected = second.echoed().unwrap().header_values("authorization");
     assert_eq!(injected, [format!("Bearer {}", gateway.api_key)]);
-    assert_eq!(gateway.vault_calls().unwrap(), 2, "the second request called the vault");
+    assert_eq!(
+        gateway.vault_calls().unwrap(),
+        2,
+        "the second request called the vault"
+    );
 }
 
 #[test]
@@ -68,7 +72,10 @@ fn caller_without_certificate_gets_403_and_no_vault_call() {
 fn identity_from_another_trust_domain_is_refused() {
     let gateway = Gateway::start("foreign_trust_domain_403").unwrap();
     // Signed by the trusted CA, yet naming a trust domain the filter does not accept.
-    let svid = gateway.pki.client_cert(&["spiffe://evil.example/ns/payments/sa/checkout"]).unwrap();
+    let svid = gateway
+        .pki
+        .client_cert(&["spiffe://evil.example/ns/payments/sa/checkout"])
+        .unwrap();
     let client = latchkey_test_harness::Client::new(&gateway.pki, Some(&svid)).unwrap();
 
     let response = gateway.call_api(&client, "/v1/charge", &[]).unwrap();
@@ -85,10 +92,15 @@ fn unbound_destination_passes_through_untouched() {
 
     let port = gateway.envoy.listener_port();
     let headers = [("authorization", "Bearer own-token")];
-    let response = app.get(port, "status.internal", "/health", &headers).unwrap();
+    let response = app
+        .get(port, "status.internal", "/health", &headers)
+        .unwrap();
 
     assert_eq!(response.status, 200, "{}", response.body);
-    assert_eq!(response.echoed().unwrap().header_values("authorization"), ["Bearer own-token"]);
+    assert_eq!(
+        response.echoed().unwrap().header_values("authorization"),
+        ["Bearer own-token"]
+    );
     assert_eq!(gateway.vault_calls().unwrap(), 0);
 }
 
@@ -129,16 +141,30 @@ fn envoy_debug_log_never_holds_the_secret_or_the_vault_token() {
     for path in ["/v1/a", "/v1/b"] {
         assert_eq!(gateway.call_api(&app, path, &[]).unwrap().status, 200);
     }
-    let denied = gateway.call_api(&gateway.client(None).unwrap(), "/v1/c", &[]).unwrap();
+    let denied = gateway
+        .call_api(&gateway.client(None).unwrap(), "/v1/c", &[])
+        .unwrap();
     assert!(!denied.body.contains(&gateway.api_key));
 
     let tokens = gateway.issued_tokens().unwrap();
-    assert!(!tokens.is_empty(), "the audit log shows no login; the scan would prove nothing");
+    assert!(
+        !tokens.is_empty(),
+        "the audit log shows no login; the scan would prove nothing"
+    );
     let log = gateway.envoy.log_contents();
-    assert!(log.contains("credential fetched"), "wasm debug/info lines are missing from the log");
-    assert!(!log.contains(&gateway.api_key), "the API key is in Envoy's log");
+    assert!(
+        log.contains("credential fetched"),
+        "wasm debug/info lines are missing from the log"
+    );
+    assert!(
+        !log.contains(&gateway.api_key),
+        "the API key is in Envoy's log"
+    );
     for token in &tokens {
-        assert!(!log.contains(token.as_str()), "a vault token is in Envoy's log");
+        assert!(
+            !log.contains(token.as_str()),
+            "a vault token is in Envoy's log"
+        );
     }
 }
 
@@ -153,7 +179,13 @@ fn config_naming_an_unknown_field_is_refused_by_envoy_validate() {
         .vault(9, &pki.svid(WORKLOAD_SPIFFE_ID).unwrap())
         .wasm_filter(wasm_module().unwrap(), config);
 
-    let err = bootstrap.validate(&dir, "envoy-bad.json").unwrap_err().to_string();
+    let err = bootstrap
+        .validate(&dir, "envoy-bad.json")
+        .unwrap_err()
+        .to_string();
 
-    assert!(err.contains("config refused: bindings[0].credential.path"), "{err}");
+    assert!(
+        err.contains("config refused: bindings[0].credential.path"),
+        "{err}"
+    );
 }
