@@ -8,7 +8,9 @@ TOOLS   := $(CURDIR)/.tools
 VENV    := $(TOOLS)/venv
 STAMP   := $(TOOLS)/stamp-$(ENVOY_VERSION)-$(OPENBAO_VERSION)
 WASM    := target/$(WASM_TARGET)/release/latchkey_filter.wasm
-PY_SITE  = $(firstword $(wildcard $(VENV)/lib/python3*/site-packages))
+# The venv is made by this python3, so its site-packages path is known before it exists.
+PY_VER  := $(shell python3 -c 'import sys; print("python%d.%d" % sys.version_info[:2])')
+PY_SITE := $(VENV)/lib/$(PY_VER)/site-packages
 
 # The harness finds the real binaries through these; `make` exports them to every test and demo.
 export LATCHKEY_ENVOY   = $(PY_SITE)/envoy/_bin/envoy
