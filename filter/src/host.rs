@@ -40,6 +40,36 @@ pub fn now_ms() -> u64 {
         .unwrap_or_default()
 }
 
+/// Random bits for jitter and lease holder ids (WASI `random_get` seeds the std hasher keys).
+pub fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(now_ms());
+    hasher.finish()
+}
+
+pub fn set_tick_period(period: Duration) -> Result<(), Status> {
+    hostcalls::set_tick_period(period)
+}
+
+pub fn register_queue(name: &str) -> Result<u32, Status> {
+    hostcalls::register_shared_queue(name)
+}
+
+pub fn enqueue(queue: u32) -> Result<(), Status> {
+    hostcalls::enqueue_shared_queue(queue, Some(b"job"))
+}
+
+/// Empties the queue; the messages only say "look at the jobs".
+pub fn drain_queue(queue: u32) {
+    while let Ok(Some(_)) = hostcalls::dequeue_shared_queue(queue) {}
+}
+
+/// Makes later host calls act on the request of `context_id`; fails when it is gone.
+pub fn act_on(context_id: u32) -> Result<(), Status> {
+    hostcalls::set_effective_context(context_id)
+}
+
 pub fn plugin_configuration() -> Option<Vec<u8>> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
         .ok()
@@ -83,6 +113,17 @@ pub fn dispatch(
 pub fn call_response_status() -> Option<u16> {
     let raw =
         hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status").ok()??;
+    std::str::from_utf8(&raw).ok()?.parse().ok()
+}
+
+pub fn call_response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn response_status() -> Option<u16> {
+    let raw = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status").ok()??;
     std::str::from_utf8(&raw).ok()?.parse().ok()
 }
 

@@ -1,123 +1,144 @@
-//! One HTTP context per request: reads what `flow` needs, carries out its decisions (set
-//! headers, call the vault, reply locally) and resumes the request. No decisions are made here.
+//! One HTTP context per request: reads what `flow` needs and carries out its decisions (set
+//! headers, wait, reply locally). Fetches run in the worker's root context, which resumes the
+//! request through [`carry_out`] when its credential lands.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
+use crate::cache;
 use crate::config::Config;
 use crate::denial::Denial;
-use crate::flow::{self, Decision, Fetch, RequestView};
+use crate::flow::{self, Decision, RequestView};
 use crate::host::{self, SharedData};
-use crate::vault::MAX_BODY_BYTES;
+use crate::worker::{Waiter, Worker};
 
 pub struct RequestContext {
     context_id: u32,
     config: Rc<Config>,
-    fetch: Option<Fetch>,
+    worker: Rc<RefCell<Worker>>,
 }
 
 impl RequestContext {
-    pub fn new(context_id: u32, config: Rc<Config>) -> Self {
+    pub fn new(context_id: u32, config: Rc<Config>, worker: Rc<RefCell<Worker>>) -> Self {
         Self {
             context_id,
             config,
-            fetch: None,
-        }
-    }
-
-    /// Carries out a decision; returns whether the request may continue now.
-    fn apply(&mut self, decision: Decision<'_>) -> bool {
-        match decision {
-            Decision::PassThrough => true,
-            Decision::Inject { strip, set } => self.inject(strip, &set),
-            Decision::CallVault(request) => {
-                let vault = &self.config.vault;
-                let body = request.body.as_deref();
-                match host::dispatch(&vault.cluster, &request.headers, body, vault.timeout) {
-                    Ok(_) => false,
-                    Err(status) => {
-                        log::error!(
-                            "[ctx {}] vault call not dispatched on cluster {}: {status:?}",
-                            self.context_id,
-                            vault.cluster
-                        );
-                        let config = Rc::clone(&self.config);
-                        let fallback = match &self.fetch {
-                            Some(fetch) => fetch.on_dispatch_failure(&config),
-                            None => Decision::Deny(Denial::VaultUnavailable),
-                        };
-                        self.fetch = None;
-                        self.apply(fallback)
-                    }
-                }
-            }
-            Decision::Deny(denial) => {
-                self.deny(denial);
-                false
-            }
-        }
-    }
-
-    fn inject(&self, strip: &[String], set: &[(String, String)]) -> bool {
-        for name in strip {
-            if let Err(status) = host::remove_request_header(name) {
-                log::error!(
-                    "[ctx {}] could not remove {name}: {status:?}",
-                    self.context_id
-                );
-                self.deny(Denial::InvalidCredential);
-                return false;
-            }
-        }
-        for (name, value) in set {
-            if let Err(status) = host::set_request_header(name, value) {
-                log::error!("[ctx {}] could not set {name}: {status:?}", self.context_id);
-                self.deny(Denial::InvalidCredential);
-                return false;
-            }
-        }
-        true
-    }
-
-    fn deny(&self, denial: Denial) {
-        log::debug!(
-            "[ctx {}] denied {} {}",
-            self.context_id,
-            denial.status(),
-            denial.code()
-        );
-        let headers = [
-            ("content-type", "application/json"),
-            ("x-latchkey-error", denial.code()),
-        ];
-        if let Err(status) = host::send_local_reply(denial.status(), &denial.body(), &headers) {
-            log::error!("[ctx {}] local reply failed: {status:?}", self.context_id);
+            worker,
         }
     }
 }
 
-impl Context for RequestContext {
-    fn on_http_call_response(&mut self, _token: u32, _headers: usize, body_size: usize, _: usize) {
-        let Some(mut fetch) = self.fetch.take() else {
-            return;
-        };
-        // Envoy synthesises a status for failed callouts (503 refused, 504 timeout).
-        let status = host::call_response_status().unwrap_or(0);
-        // One byte past the limit is enough for the parser to refuse an oversized body.
-        let body = host::call_response_body(body_size.min(MAX_BODY_BYTES + 1));
+/// Whether a request goes on now or stays paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    Go,
+    Hold,
+}
 
-        let config = Rc::clone(&self.config);
-        let decision = fetch.on_vault_response(&config, status, &body, &SharedData, host::now_ms());
-        if matches!(decision, Decision::CallVault(_)) {
-            self.fetch = Some(fetch);
-        }
-        if self.apply(decision) {
-            if let Err(status) = host::resume_request() {
-                log::error!("[ctx {}] resume failed: {status:?}", self.context_id);
+/// Carries out `decision` for the request host calls act on now (see `host::act_on`).
+pub fn carry_out(
+    context_id: u32,
+    config: &Config,
+    decision: Decision<'_>,
+    worker: &RefCell<Worker>,
+) -> Carried {
+    match decision {
+        Decision::PassThrough => Carried::Go,
+        Decision::Inject {
+            strip,
+            set,
+            key,
+            refresh,
+        } => {
+            if let Some(job) = refresh {
+                start_soon(worker, job);
             }
+            if let Err(denial) = rewrite_headers(context_id, strip, &set) {
+                deny(context_id, denial);
+                return Carried::Hold;
+            }
+            if let (Some(key), false) = (key, set.is_empty()) {
+                worker.borrow_mut().record_injection(context_id, key);
+            }
+            Carried::Go
         }
+        Decision::Wait { pending, fetch } => {
+            let deadline_ms = host::now_ms().saturating_add(millis(config.max_wait));
+            worker.borrow_mut().wait(Waiter {
+                context_id,
+                pending,
+                deadline_ms,
+            });
+            if let Some(job) = fetch {
+                start_soon(worker, job);
+            }
+            Carried::Hold
+        }
+        Decision::Deny(denial) => {
+            deny(context_id, denial);
+            Carried::Hold
+        }
+    }
+}
+
+/// Hands a fetch to the root context and nudges it through its queue, so it starts at once
+/// rather than on the next tick.
+fn start_soon(worker: &RefCell<Worker>, job: flow::Job) {
+    let mut worker = worker.borrow_mut();
+    worker.queue_job(job);
+    if let Some(queue) = worker.queue {
+        if let Err(status) = host::enqueue(queue) {
+            log::debug!("job queue not reachable ({status:?}); the next tick starts the job");
+        }
+    }
+}
+
+fn rewrite_headers(
+    context_id: u32,
+    strip: &[String],
+    set: &[(String, String)],
+) -> Result<(), Denial> {
+    for name in strip {
+        if let Err(status) = host::remove_request_header(name) {
+            log::error!("[ctx {context_id}] could not remove {name}: {status:?}");
+            return Err(Denial::InvalidCredential);
+        }
+    }
+    for (name, value) in set {
+        if let Err(status) = host::set_request_header(name, value) {
+            log::error!("[ctx {context_id}] could not set {name}: {status:?}");
+            return Err(Denial::InvalidCredential);
+        }
+    }
+    Ok(())
+}
+
+pub fn deny(context_id: u32, denial: Denial) {
+    log::debug!(
+        "[ctx {context_id}] denied {} {}",
+        denial.status(),
+        denial.code()
+    );
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-latchkey-error", denial.code()),
+    ];
+    if let Err(status) = host::send_local_reply(denial.status(), &denial.body(), &headers) {
+        log::error!("[ctx {context_id}] local reply failed: {status:?}");
+    }
+}
+
+fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl Context for RequestContext {
+    fn on_done(&mut self) -> bool {
+        self.worker.borrow_mut().forget(self.context_id);
+        true
     }
 }
 
@@ -132,19 +153,36 @@ impl HttpContext for RequestContext {
             peer_uri_san: peer_uri_san.as_deref(),
         };
 
-        let config = Rc::clone(&self.config);
-        let (decision, fetch) = flow::begin(
+        let holder = self.worker.borrow_mut().next_holder();
+        let config = &self.config;
+        let decision = flow::begin(
             self.context_id,
-            &config,
+            config,
             &request,
             &SharedData,
             host::now_ms(),
+            holder,
         );
-        self.fetch = fetch;
-        if self.apply(decision) {
-            Action::Continue
-        } else {
-            Action::Pause
+        match carry_out(self.context_id, config, decision, &self.worker) {
+            Carried::Go => Action::Continue,
+            Carried::Hold => Action::Pause,
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(key) = self.worker.borrow_mut().injected_key(self.context_id) else {
+            return Action::Continue;
+        };
+        // The upstream refused the credential we injected: it may have been rotated or revoked.
+        if matches!(host::response_status(), Some(401 | 403)) {
+            let policy = &self.config.cache;
+            if cache::invalidate(&SharedData, policy, &key, host::now_ms()) {
+                log::info!(
+                    "[ctx {}] upstream refused the credential; invalidated",
+                    self.context_id
+                );
+            }
+        }
+        Action::Continue
     }
 }

@@ -21,6 +21,7 @@ pub mod identity;
 pub mod inject;
 pub mod template;
 pub mod vault;
+pub mod worker;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -1,5 +1,5 @@
-//! Shared-data keys. The generation comes first so entries of an old config are never read;
-//! `|` separates parts because neither SPIFFE IDs, binding names nor vault paths may hold it.
+//! Cache keys. The generation comes first so entries of an old config never match; `|`
+//! separates parts because neither SPIFFE IDs, binding names nor vault paths may hold it.
 
 pub fn credential_key(generation: u64, binding: &str, caller: &str, vault_path: &str) -> String {
     format!("latchkey.v1|{generation:016x}|cred|{binding}|{caller}|{vault_path}")

@@ -11,19 +11,28 @@ use crate::binding::{
     is_safe_vault_path, Binding, CredentialSource, HeaderTemplate, HostPattern, OnError,
     PATH_VARIABLES,
 };
+use crate::cache::{fnv1a, CachePolicy};
 use crate::identity::{is_segment_byte, IdentityPattern, SpiffeId, TrustDomains};
 use crate::template::Template;
-use raw::{RawAuth, RawBinding, RawConfig, RawCredential, RawOnError, RawVault};
+use raw::{RawAuth, RawBinding, RawCache, RawConfig, RawCredential, RawOnError, RawVault};
 
 pub const SUPPORTED_VERSION: u32 = 1;
 const DEFAULT_VAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Vault Agent re-reads static secrets every 5 minutes by default; users expect the same here.
 const DEFAULT_KV_REFRESH: Duration = Duration::from_secs(300);
 const DEFAULT_EXPIRY_MARGIN: Duration = Duration::from_secs(5);
+const DEFAULT_REFRESH_AT: f64 = 0.66;
+const DEFAULT_JITTER: f64 = 0.1;
+const DEFAULT_MAX_ENTRIES: u32 = 10_000;
+const DEFAULT_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(500);
+const DEFAULT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const DEFAULT_INVALIDATION_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(5);
 /// Caller credentials removed on every bound request, whatever the binding's `strip` adds.
 pub const ALWAYS_STRIPPED: [&str; 3] = ["authorization", "proxy-authorization", "x-vault-token"];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Hash of the configuration bytes: cache keys carry it, so a new config never reads
     /// entries written under an old one.
@@ -31,7 +40,9 @@ pub struct Config {
     pub vault: VaultSettings,
     pub trust_domains: TrustDomains,
     pub bindings: Vec<Binding>,
-    pub expiry_margin: Duration,
+    pub cache: CachePolicy,
+    /// How long a request may wait for its credential before it is answered without one.
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,18 +149,94 @@ fn compile(raw: RawConfig, generation: u64) -> Result<Config, ConfigError> {
         bindings.push(binding);
     }
 
-    let expiry_margin = optional_duration(
-        raw.cache.expiry_margin.as_deref(),
-        "cache.expiry_margin",
-        DEFAULT_EXPIRY_MARGIN,
-    )?;
+    let (cache, max_wait) = compile_cache(raw.cache, &vault)?;
     Ok(Config {
         generation,
         vault,
         trust_domains,
         bindings,
-        expiry_margin,
+        cache,
+        max_wait,
     })
+}
+
+fn compile_cache(
+    raw: RawCache,
+    vault: &VaultSettings,
+) -> Result<(CachePolicy, Duration), ConfigError> {
+    let millis = |field: &str, raw: Option<&str>, default| {
+        optional_duration(raw, field, default)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    };
+    let refresh_at = raw.refresh_at.unwrap_or(DEFAULT_REFRESH_AT);
+    if !(refresh_at > 0.0 && refresh_at < 1.0) {
+        return Err(ConfigError::new(
+            "cache.refresh_at",
+            "must lie between 0 and 1, e.g. 0.66",
+        ));
+    }
+    let jitter = raw.jitter.unwrap_or(DEFAULT_JITTER);
+    if !(0.0..=0.5).contains(&jitter) {
+        return Err(ConfigError::new(
+            "cache.jitter",
+            "must lie between 0 and 0.5",
+        ));
+    }
+    let slots = raw.max_entries.unwrap_or(DEFAULT_MAX_ENTRIES);
+    if !(2..=1_000_000).contains(&slots) {
+        return Err(ConfigError::new(
+            "cache.max_entries",
+            "must lie between 2 and 1000000",
+        ));
+    }
+    let backoff_base_ms = millis(
+        "cache.retry_backoff",
+        raw.retry_backoff.as_deref(),
+        DEFAULT_RETRY_BACKOFF,
+    )?;
+    let backoff_max_ms = millis(
+        "cache.retry_backoff_max",
+        raw.retry_backoff_max.as_deref(),
+        DEFAULT_RETRY_BACKOFF_MAX,
+    )?;
+    if backoff_base_ms == 0 || backoff_max_ms < backoff_base_ms {
+        let reason = "must be at least cache.retry_backoff, which must be above zero";
+        return Err(ConfigError::new("cache.retry_backoff_max", reason));
+    }
+    let max_wait = optional_duration(raw.max_wait.as_deref(), "cache.max_wait", DEFAULT_MAX_WAIT)?;
+    if max_wait.is_zero() {
+        return Err(ConfigError::new(
+            "cache.max_wait",
+            "must be greater than zero",
+        ));
+    }
+    // A fetch is a login and a read, each bounded by the vault timeout, plus a second for the
+    // hops between them; past that, another worker may take the fetch over.
+    let lease = vault.timeout * 2 + Duration::from_secs(1);
+    let policy = CachePolicy {
+        slots,
+        refresh_at,
+        jitter,
+        expiry_margin_ms: millis(
+            "cache.expiry_margin",
+            raw.expiry_margin.as_deref(),
+            DEFAULT_EXPIRY_MARGIN,
+        )?,
+        negative_ttl_ms: millis(
+            "cache.negative_ttl",
+            raw.negative_ttl.as_deref(),
+            DEFAULT_NEGATIVE_TTL,
+        )?,
+        backoff_base_ms,
+        backoff_max_ms,
+        lease_ms: u64::try_from(lease.as_millis()).unwrap_or(u64::MAX),
+        invalidation_interval_ms: millis(
+            "cache.invalidation_interval",
+            raw.invalidation_interval.as_deref(),
+            DEFAULT_INVALIDATION_INTERVAL,
+        )?,
+    };
+    Ok((policy, max_wait))
 }
 
 fn compile_vault(raw: RawVault) -> Result<VaultSettings, ConfigError> {
@@ -402,13 +489,6 @@ fn header_name(raw: &str, field: &str) -> Result<String, ConfigError> {
 
 fn is_header_safe(value: &str) -> bool {
     !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
-}
-
-/// FNV-1a: stable across workers and VM reloads, which a std hasher does not promise.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
-        (hash ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

@@ -122,9 +122,16 @@ pub enum RawOnError {
     AllowWithoutCredential,
 }
 
-// TODO(#5): refresh_at, jitter, max_entries and negative_ttl.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
+    pub refresh_at: Option<f64>,
+    pub jitter: Option<f64>,
     pub expiry_margin: Option<String>,
+    pub max_entries: Option<u32>,
+    pub negative_ttl: Option<String>,
+    pub retry_backoff: Option<String>,
+    pub retry_backoff_max: Option<String>,
+    pub invalidation_interval: Option<String>,
+    pub max_wait: Option<String>,
 }

@@ -72,7 +72,9 @@ fn compiles_the_v1_example() {
         ]
     );
     assert_eq!(binding.on_error, OnError::Deny);
-    assert_eq!(config.expiry_margin, Duration::from_secs(5));
+    assert_eq!(config.cache.expiry_margin_ms, 5_000);
+    assert_eq!(config.cache.slots, DEFAULT_MAX_ENTRIES);
+    assert_eq!(config.cache.lease_ms, 5_000);
 }
 
 #[test]
@@ -218,4 +220,33 @@ fn refuses_missing_trust_domains() {
 fn refuses_non_json_without_echoing_it() {
     let err = Config::from_json(b"{\"vault\": s.secret-token").unwrap_err();
     assert!(!err.to_string().contains("s.secret-token"), "{err}");
+}
+
+#[test]
+fn refuses_out_of_range_cache_settings() {
+    let cases = [
+        ("/cache/refresh_at", json!(1.0), "cache.refresh_at"),
+        ("/cache/refresh_at", json!(0), "cache.refresh_at"),
+        ("/cache/jitter", json!(0.9), "cache.jitter"),
+        ("/cache/max_entries", json!(1), "cache.max_entries"),
+        (
+            "/cache/retry_backoff",
+            json!("0s"),
+            "cache.retry_backoff_max",
+        ),
+        (
+            "/cache/retry_backoff_max",
+            json!("100ms"),
+            "cache.retry_backoff_max",
+        ),
+        ("/cache/max_wait", json!("0s"), "cache.max_wait"),
+        ("/cache/negative_ttl", json!("soon"), "cache.negative_ttl"),
+    ];
+    for (pointer, value, field) in cases {
+        assert_eq!(
+            refused(with(valid(), pointer, value.clone())).field,
+            field,
+            "{value}"
+        );
+    }
 }

@@ -7,6 +7,7 @@ const CHECKOUT: &[u8] = b"spiffe://example.org/ns/payments/sa/checkout";
 const LOGIN_OK: &[u8] = br#"{"auth":{"client_token":"s.proxy-token","lease_duration":3600}}"#;
 const KV_OK: &[u8] = br#"{"data":{"data":{"api_key":"k-123"},"metadata":{"version":1}}}"#;
 const NOW: u64 = 1_000_000;
+const READ_PATH: &str = "/v1/secret/data/apps/payments/checkout";
 
 fn config(on_error: &str) -> Config {
     let raw = json!({
@@ -28,7 +29,8 @@ fn config(on_error: &str) -> Config {
             },
             "inject": [{ "header": "authorization", "value": "Bearer {api_key}" }],
             "on_error": on_error
-        }]
+        }],
+        "cache": { "jitter": 0, "expiry_margin": "1s" }
     });
     Config::from_json(raw.to_string().as_bytes()).unwrap()
 }
@@ -41,16 +43,33 @@ fn view(peer: Option<&'static [u8]>) -> RequestView<'static> {
     }
 }
 
-fn path_of(decision: &Decision<'_>) -> String {
-    match decision {
-        Decision::CallVault(request) => request.path.clone(),
+fn env<'a>(config: &'a Config, store: &'a FakeStore, now_ms: u64) -> JobEnv<'a> {
+    JobEnv {
+        config,
+        store,
+        now_ms,
+        entropy: 0,
+    }
+}
+
+fn ok(status: u16, body: &[u8]) -> VaultAnswer<'_> {
+    VaultAnswer {
+        status,
+        body,
+        retry_after: None,
+    }
+}
+
+fn called(step: JobStep) -> String {
+    match step {
+        JobStep::Call(request) => request.path,
         other => panic!("expected a vault call, got {other:?}"),
     }
 }
 
 fn injected(decision: Decision<'_>) -> Vec<(String, String)> {
     match decision {
-        Decision::Inject { set, strip } => {
+        Decision::Inject { set, strip, .. } => {
             assert!(strip.contains(&"authorization".to_string()));
             set
         }
@@ -62,80 +81,154 @@ fn bearer() -> Vec<(String, String)> {
     vec![("authorization".into(), "Bearer k-123".into())]
 }
 
-/// Runs one request through login and read with the given vault answers.
-fn cold_fetch(config: &Config, store: &FakeStore, read: (u16, &[u8])) -> Decision<'static> {
-    let config: &'static Config = Box::leak(Box::new(config.clone()));
-    let (decision, fetch) = begin(1, config, &view(Some(CHECKOUT)), store, NOW);
-    assert_eq!(path_of(&decision), "/v1/auth/cert/login");
-    let mut fetch = fetch.unwrap();
-    let decision = fetch.on_vault_response(config, 200, LOGIN_OK, store, NOW);
-    assert_eq!(path_of(&decision), "/v1/secret/data/apps/payments/checkout");
-    fetch.on_vault_response(config, read.0, read.1, store, NOW)
+/// A cold request: it waits and hands back the fetch it must start.
+fn cold(config: &Config, store: &FakeStore, now: u64, holder: u64) -> (Pending, Job) {
+    match begin(1, config, &view(Some(CHECKOUT)), store, now, holder) {
+        Decision::Wait {
+            pending,
+            fetch: Some(job),
+        } => (pending, job),
+        other => panic!("expected to fetch, got {other:?}"),
+    }
+}
+
+/// Runs a cold fetch through login and read with the given read answer; returns the pending
+/// request's decision afterwards.
+fn fetch_with<'c>(config: &'c Config, store: &FakeStore, read: VaultAnswer<'_>) -> Decision<'c> {
+    let (pending, mut job) = cold(config, store, NOW, 1);
+    assert_eq!(
+        called(job.start(&env(config, store, NOW))),
+        "/v1/auth/cert/login"
+    );
+    let step = job.on_answer(&env(config, store, NOW), &ok(200, LOGIN_OK));
+    assert_eq!(called(step), READ_PATH);
+    assert!(matches!(
+        job.on_answer(&env(config, store, NOW), &read),
+        JobStep::Done
+    ));
+    resolve(1, config, pending, store, NOW, 2)
 }
 
 #[test]
 fn cold_request_logs_in_reads_and_injects() {
+    let config = config("deny");
     let store = FakeStore::default();
-    let decision = cold_fetch(&config("deny"), &store, (200, KV_OK));
+    assert_eq!(
+        injected(fetch_with(&config, &store, ok(200, KV_OK))),
+        bearer()
+    );
+}
+
+#[test]
+fn concurrent_cold_requests_share_one_fetch() {
+    let config = config("deny");
+    let store = FakeStore::default();
+    let (_, _job) = cold(&config, &store, NOW, 1);
+    for holder in 2..100 {
+        let decision = begin(1, &config, &view(Some(CHECKOUT)), &store, NOW, holder);
+        assert!(
+            matches!(decision, Decision::Wait { fetch: None, .. }),
+            "{decision:?}"
+        );
+    }
+}
+
+#[test]
+fn second_request_is_a_hit_without_vault_calls() {
+    let config = config("deny");
+    let store = FakeStore::default();
+    fetch_with(&config, &store, ok(200, KV_OK));
+    let decision = begin(2, &config, &view(Some(CHECKOUT)), &store, NOW + 1_000, 3);
+    assert!(matches!(&decision, Decision::Inject { refresh: None, .. }));
     assert_eq!(injected(decision), bearer());
 }
 
 #[test]
-fn second_request_is_served_from_the_cache() {
+fn refresh_reuses_the_cached_token() {
     let config = config("deny");
     let store = FakeStore::default();
-    cold_fetch(&config, &store, (200, KV_OK));
+    fetch_with(&config, &store, ok(200, KV_OK));
 
-    let (decision, fetch) = begin(2, &config, &view(Some(CHECKOUT)), &store, NOW + 1_000);
-    assert!(fetch.is_none());
-    assert_eq!(injected(decision), bearer());
-}
-
-#[test]
-fn after_refresh_interval_the_cached_token_reads_again() {
-    let config = config("deny");
-    let store = FakeStore::default();
-    cold_fetch(&config, &store, (200, KV_OK));
-
-    let later = NOW + 60_000;
-    let (decision, fetch) = begin(2, &config, &view(Some(CHECKOUT)), &store, later);
-    assert_eq!(path_of(&decision), "/v1/secret/data/apps/payments/checkout");
-    let decision = fetch
-        .unwrap()
-        .on_vault_response(&config, 200, KV_OK, &store, later);
-    assert_eq!(injected(decision), bearer());
+    let later = NOW + 40_000;
+    let decision = begin(2, &config, &view(Some(CHECKOUT)), &store, later, 3);
+    let Decision::Inject {
+        refresh: Some(mut job),
+        ..
+    } = decision
+    else {
+        panic!("no background refresh: {decision:?}")
+    };
+    assert_eq!(called(job.start(&env(&config, &store, later))), READ_PATH);
 }
 
 #[test]
 fn revoked_cached_token_triggers_one_new_login() {
     let config = config("deny");
     let store = FakeStore::default();
-    cold_fetch(&config, &store, (200, KV_OK));
+    fetch_with(&config, &store, ok(200, KV_OK));
 
-    let later = NOW + 60_000;
-    let (_, fetch) = begin(2, &config, &view(Some(CHECKOUT)), &store, later);
-    let mut fetch = fetch.unwrap();
-    let decision = fetch.on_vault_response(&config, 403, b"{}", &store, later);
-    assert_eq!(path_of(&decision), "/v1/auth/cert/login");
-    fetch.on_vault_response(&config, 200, LOGIN_OK, &store, later);
+    let later = NOW + 61_000;
+    let (_, mut job) = cold(&config, &store, later, 3);
+    let env = env(&config, &store, later);
+    assert_eq!(called(job.start(&env)), READ_PATH);
+    assert_eq!(
+        called(job.on_answer(&env, &ok(403, b"{}"))),
+        "/v1/auth/cert/login"
+    );
+    assert_eq!(called(job.on_answer(&env, &ok(200, LOGIN_OK))), READ_PATH);
     // A fresh token that is refused too is a real denial, not another login.
-    let decision = fetch.on_vault_response(&config, 403, b"{}", &store, later);
-    assert!(matches!(decision, Decision::Deny(Denial::VaultDenied)));
+    assert!(matches!(
+        job.on_answer(&env, &ok(403, b"{}")),
+        JobStep::Done
+    ));
+    let decision = begin(4, &config, &view(Some(CHECKOUT)), &store, later, 4);
+    assert!(
+        matches!(decision, Decision::Deny(Denial::VaultDenied)),
+        "{decision:?}"
+    );
+}
+
+#[test]
+fn a_second_job_waits_for_the_login_in_flight() {
+    let config = config("deny");
+    let store = FakeStore::default();
+    let (_, mut first) = cold(&config, &store, NOW, 1);
+    assert_eq!(
+        called(first.start(&env(&config, &store, NOW))),
+        "/v1/auth/cert/login"
+    );
+
+    let other: &'static [u8] = b"spiffe://example.org/ns/payments/sa/refunds";
+    let Decision::Wait {
+        fetch: Some(mut second),
+        ..
+    } = begin(2, &config, &view(Some(other)), &store, NOW, 2)
+    else {
+        panic!("the second identity should fetch")
+    };
+    assert!(matches!(
+        second.start(&env(&config, &store, NOW)),
+        JobStep::WaitForToken
+    ));
+    first.on_answer(&env(&config, &store, NOW), &ok(200, LOGIN_OK));
+    assert_eq!(
+        called(second.start(&env(&config, &store, NOW))),
+        "/v1/secret/data/apps/payments/refunds"
+    );
 }
 
 #[test]
 fn no_identity_is_denied_without_a_vault_call() {
     let config = config("deny");
-    let (decision, fetch) = begin(1, &config, &view(None), &FakeStore::default(), NOW);
+    let decision = begin(1, &config, &view(None), &FakeStore::default(), NOW, 1);
     assert!(matches!(decision, Decision::Deny(Denial::NoIdentity)));
-    assert!(fetch.is_none());
 }
 
 #[test]
 fn foreign_trust_domain_is_denied() {
-    let peer: &'static [u8] = b"spiffe://evil.example/ns/payments/sa/checkout";
     let config = config("deny");
-    let (decision, _) = begin(1, &config, &view(Some(peer)), &FakeStore::default(), NOW);
+    let peer: &'static [u8] = b"spiffe://evil.example/ns/payments/sa/checkout";
+    let decision = begin(1, &config, &view(Some(peer)), &FakeStore::default(), NOW, 1);
     assert!(matches!(
         decision,
         Decision::Deny(Denial::UntrustedIdentity)
@@ -144,27 +237,26 @@ fn foreign_trust_domain_is_denied() {
 
 #[test]
 fn unbound_destination_passes_through() {
+    let config = config("deny");
     let request = RequestView {
         authority: b"other.example",
         path: b"/",
         peer_uri_san: Some(CHECKOUT),
     };
-    let config = config("deny");
-    let (decision, fetch) = begin(1, &config, &request, &FakeStore::default(), NOW);
+    let decision = begin(1, &config, &request, &FakeStore::default(), NOW, 1);
     assert!(matches!(decision, Decision::PassThrough));
-    assert!(fetch.is_none());
 }
 
 #[test]
 fn identity_without_kubernetes_parts_cannot_render_the_path() {
-    let peer: &'static [u8] = b"spiffe://example.org/ns/payments/batch";
     let config = config("deny");
-    let (decision, _) = begin(1, &config, &view(Some(peer)), &FakeStore::default(), NOW);
+    let peer: &'static [u8] = b"spiffe://example.org/ns/payments/batch";
+    let decision = begin(1, &config, &view(Some(peer)), &FakeStore::default(), NOW, 1);
     assert!(matches!(decision, Decision::Deny(Denial::IdentityUnusable)));
 }
 
 #[test]
-fn vault_errors_map_to_denials() {
+fn vault_errors_map_to_denials_for_the_waiters() {
     let cases: [(u16, &[u8], Denial); 5] = [
         (503, b"upstream connect error", Denial::VaultUnavailable),
         (504, b"", Denial::VaultUnavailable),
@@ -177,7 +269,8 @@ fn vault_errors_map_to_denials() {
         ),
     ];
     for (status, body, expected) in cases {
-        let decision = cold_fetch(&config("deny"), &FakeStore::default(), (status, body));
+        let config = config("deny");
+        let decision = fetch_with(&config, &FakeStore::default(), ok(status, body));
         assert!(
             matches!(decision, Decision::Deny(d) if d == expected),
             "{status}: {decision:?}"
@@ -187,62 +280,69 @@ fn vault_errors_map_to_denials() {
 
 #[test]
 fn unsafe_credential_is_refused_and_not_cached() {
+    let config = config("deny");
     let store = FakeStore::default();
     let body = br#"{"data":{"data":{"api_key":"k\r\nx-evil: 1"}}}"#;
-    let decision = cold_fetch(&config("deny"), &store, (200, body));
+    let decision = fetch_with(&config, &store, ok(200, body));
     assert!(matches!(
         decision,
         Decision::Deny(Denial::InvalidCredential)
     ));
-    // Only the vault token was written.
-    assert_eq!(*store.writes.borrow(), 1);
 }
 
 #[test]
-fn login_failure_when_vault_is_down() {
+fn login_refused_is_reported_as_such() {
     let config = config("deny");
     let store = FakeStore::default();
-    let (_, fetch) = begin(1, &config, &view(Some(CHECKOUT)), &store, NOW);
-    let decision = fetch
-        .unwrap()
-        .on_vault_response(&config, 503, b"", &store, NOW);
-    assert!(matches!(decision, Decision::Deny(Denial::VaultUnavailable)));
-    let (_, fetch) = begin(1, &config, &view(Some(CHECKOUT)), &store, NOW);
-    let decision = fetch
-        .unwrap()
-        .on_vault_response(&config, 400, b"{}", &store, NOW);
-    assert!(matches!(decision, Decision::Deny(Denial::VaultLoginFailed)));
+    let (pending, mut job) = cold(&config, &store, NOW, 1);
+    job.start(&env(&config, &store, NOW));
+    assert!(matches!(
+        job.on_answer(&env(&config, &store, NOW), &ok(400, b"{}")),
+        JobStep::Done
+    ));
+    let decision = resolve(1, &config, pending, &store, NOW, 2);
+    assert!(
+        matches!(decision, Decision::Deny(Denial::VaultLoginFailed)),
+        "{decision:?}"
+    );
 }
 
 #[test]
 fn allow_without_credential_strips_and_forwards() {
-    let decision = cold_fetch(
-        &config("allow_without_credential"),
-        &FakeStore::default(),
-        (503, b""),
-    );
+    let config = config("allow_without_credential");
+    let decision = fetch_with(&config, &FakeStore::default(), ok(503, b""));
     assert_eq!(injected(decision), vec![]);
 }
 
 #[test]
-fn dispatch_failure_follows_on_error() {
+fn abandoned_call_fails_the_waiters() {
     let config = config("deny");
-    let (_, fetch) = begin(
-        1,
-        &config,
-        &view(Some(CHECKOUT)),
-        &FakeStore::default(),
-        NOW,
-    );
-    let decision = fetch.unwrap().on_dispatch_failure(&config);
+    let store = FakeStore::default();
+    let (pending, mut job) = cold(&config, &store, NOW, 1);
+    job.start(&env(&config, &store, NOW));
+    assert!(matches!(
+        job.abandon(&env(&config, &store, NOW)),
+        JobStep::Done
+    ));
+    let decision = resolve(1, &config, pending, &store, NOW, 2);
     assert!(matches!(decision, Decision::Deny(Denial::VaultUnavailable)));
+}
+
+#[test]
+fn expired_waiter_follows_on_error() {
+    let config = config("deny");
+    let (pending, _) = cold(&config, &FakeStore::default(), NOW, 1);
+    assert!(matches!(
+        expired(&config, &pending),
+        Decision::Deny(Denial::VaultUnavailable)
+    ));
 }
 
 #[test]
 fn a_new_config_generation_does_not_read_old_entries() {
     let store = FakeStore::default();
-    cold_fetch(&config("deny"), &store, (200, KV_OK));
+    fetch_with(&config("deny"), &store, ok(200, KV_OK));
     let newer = config("allow_without_credential");
-    let (decision, _) = begin(2, &newer, &view(Some(CHECKOUT)), &store, NOW);
-    assert_eq!(path_of(&decision), "/v1/auth/cert/login");
+    let decision = begin(2, &newer, &view(Some(CHECKOUT)), &store, NOW, 9);
+    assert!(matches!(decision, Decision::Wait { fetch: Some(_), .. }));
 }

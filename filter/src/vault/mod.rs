@@ -7,5 +7,7 @@ mod response;
 mod secret;
 
 pub use request::{cert_login, kv2_read, VaultRequest, CALLER_HEADER};
-pub use response::{parse_kv2, parse_login, VaultError, VaultLogin, MAX_BODY_BYTES};
+pub use response::{
+    parse_kv2, parse_login, parse_retry_after, VaultError, VaultLogin, MAX_BODY_BYTES,
+};
 pub use secret::{Secret, SecretFields};

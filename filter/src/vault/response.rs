@@ -158,6 +158,14 @@ pub fn parse_kv2(
     Ok(fields)
 }
 
+/// `Retry-After` in delta-seconds (what vaults and proxies send); an HTTP date is ignored.
+pub fn parse_retry_after(value: &[u8]) -> Option<Duration> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    text.parse::<u32>()
+        .ok()
+        .map(|secs| Duration::from_secs(u64::from(secs)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +255,13 @@ mod tests {
                 len: MAX_BODY_BYTES + 1
             })
         );
+    }
+
+    #[test]
+    fn retry_after_takes_delta_seconds_only() {
+        assert_eq!(parse_retry_after(b" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(b"Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after(b"-1"), None);
+        assert_eq!(parse_retry_after(b"\xff"), None);
     }
 }

@@ -1,0 +1,295 @@
+//! One fetch of one credential, run by a worker's root context: log in when no vault token is
+//! cached (once per token, whichever job gets the token's lease), read the secret, and record
+//! the outcome in the cache, which wakes everyone waiting for the key.
+
+use std::time::Duration;
+
+use super::{millis, Pending};
+use crate::binding::CredentialSource;
+use crate::cache::{self, Claim, Completion, Lookup, SharedStore};
+use crate::config::{Config, VaultAuth};
+use crate::denial::Denial;
+use crate::inject;
+use crate::vault::{self, VaultError, VaultRequest};
+
+/// A vault token without a lease (periodic or root-like) is still re-fetched this often.
+const UNBOUNDED_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug)]
+pub struct Job {
+    context_id: u32,
+    pending: Pending,
+    claim: Claim,
+    stage: Stage,
+    /// The token's lease, while this job logs in for everyone.
+    token_claim: Option<Claim>,
+    /// A cached token was refused once and replaced; a second refusal is a real denial.
+    relogged: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Start,
+    LoggingIn,
+    Reading { token_from_cache: bool },
+}
+
+/// What the root context does next for a job.
+#[derive(Debug)]
+pub enum JobStep {
+    /// Dispatch this call on the vault cluster; its answer goes to [`Job::on_answer`].
+    Call(VaultRequest),
+    /// Another job is logging in: call [`Job::start`] again later.
+    WaitForToken,
+    /// The outcome is in the cache: wake the requests waiting for [`Job::key`].
+    Done,
+}
+
+/// A vault response, or Envoy's synthesised one for a failed call (503, 504).
+pub struct VaultAnswer<'a> {
+    pub status: u16,
+    pub body: &'a [u8],
+    pub retry_after: Option<Duration>,
+}
+
+/// What a job needs from its surroundings at each step.
+pub struct JobEnv<'a> {
+    pub config: &'a Config,
+    pub store: &'a dyn SharedStore,
+    pub now_ms: u64,
+    /// Random bits for refresh and back-off jitter.
+    pub entropy: u64,
+}
+
+impl Job {
+    pub fn new(context_id: u32, pending: Pending, claim: Claim) -> Self {
+        Self {
+            context_id,
+            pending,
+            claim,
+            stage: Stage::Start,
+            token_claim: None,
+            relogged: false,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.pending.key
+    }
+
+    /// Finds a vault token (or the lease to log in for one) and makes the first call.
+    pub fn start(&mut self, env: &JobEnv<'_>) -> JobStep {
+        let key = token_key(env.config);
+        match cache::lookup(
+            env.store,
+            &env.config.cache,
+            &key,
+            env.now_ms,
+            self.claim.holder,
+        ) {
+            Lookup::Hit {
+                values,
+                refresh: None,
+            } => match values.into_iter().next() {
+                Some((_, token)) => self.read(env, &token, true),
+                None => self.finish(env, failed(Denial::VaultLoginFailed, None)),
+            },
+            // A token due for refresh is replaced before this read rather than in the
+            // background: the job is off the request path already.
+            Lookup::Hit {
+                refresh: Some(claim),
+                ..
+            }
+            | Lookup::Fetch(claim) => {
+                self.token_claim = Some(claim);
+                self.stage = Stage::LoggingIn;
+                JobStep::Call(vault::cert_login(&env.config.vault))
+            }
+            Lookup::Wait => JobStep::WaitForToken,
+            Lookup::Blocked(denial) => self.finish(env, failed(denial, None)),
+        }
+    }
+
+    pub fn on_answer(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
+        match self.stage {
+            Stage::LoggingIn => self.on_login(env, answer),
+            Stage::Reading { token_from_cache } => self.on_read(env, answer, token_from_cache),
+            Stage::Start => self.start(env),
+        }
+    }
+
+    /// The call could not be dispatched or outlived its deadline.
+    pub fn abandon(&mut self, env: &JobEnv<'_>) -> JobStep {
+        log::warn!(
+            "[ctx {}] vault call abandoned key={}",
+            self.context_id,
+            self.pending.key
+        );
+        if let Some(token_claim) = self.token_claim.take() {
+            let completion = failed(Denial::VaultUnavailable, None);
+            self.record(env, &token_claim, &completion);
+        }
+        self.finish(env, failed(Denial::VaultUnavailable, None))
+    }
+
+    fn on_login(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
+        let token_claim = self.token_claim.take();
+        let login = match vault::parse_login(answer.status, answer.body) {
+            Ok(login) => login,
+            Err(err) => {
+                self.log_failure("login", &err);
+                let completion = match err {
+                    VaultError::Denied { .. } => Completion::Refused(Denial::VaultLoginFailed),
+                    _ => failed(Denial::VaultUnavailable, answer.retry_after),
+                };
+                if let Some(token_claim) = &token_claim {
+                    self.record(env, token_claim, &completion);
+                }
+                let denial = match err {
+                    VaultError::Denied { .. } => Denial::VaultLoginFailed,
+                    _ => Denial::VaultUnavailable,
+                };
+                return self.finish(env, failed(denial, answer.retry_after));
+            }
+        };
+
+        let ttl = if login.lease.is_zero() {
+            UNBOUNDED_TOKEN_TTL
+        } else {
+            login.lease
+        };
+        log::info!(
+            "[ctx {}] vault login ok method=cert ttl_s={}",
+            self.context_id,
+            ttl.as_secs()
+        );
+        if let Some(token_claim) = &token_claim {
+            let values = vec![("token".to_string(), login.token.expose().to_string())];
+            let completion = Completion::Fetched {
+                values,
+                ttl_ms: millis(ttl),
+            };
+            self.record(env, token_claim, &completion);
+        }
+        self.read(env, login.token.expose(), false)
+    }
+
+    fn on_read(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>, cached: bool) -> JobStep {
+        let Some(binding) = env.config.bindings.get(self.pending.binding) else {
+            return self.finish(env, failed(Denial::NotConfigured, None));
+        };
+        let CredentialSource::Kv2 { field, refresh, .. } = &binding.credential;
+        let fields = match vault::parse_kv2(answer.status, answer.body, field.as_deref()) {
+            Ok(fields) => fields,
+            Err(VaultError::Denied { .. }) if cached && !self.relogged => {
+                log::info!(
+                    "[ctx {}] cached vault token refused, logging in again",
+                    self.context_id
+                );
+                cache::forget(
+                    env.store,
+                    &env.config.cache,
+                    &token_key(env.config),
+                    env.now_ms,
+                );
+                self.relogged = true;
+                return self.start(env);
+            }
+            Err(err) => {
+                self.log_failure("read", &err);
+                let completion = match err {
+                    VaultError::Denied { .. } => Completion::Refused(Denial::VaultDenied),
+                    VaultError::NotFound => Completion::Refused(Denial::CredentialNotFound),
+                    VaultError::Unavailable { .. } => {
+                        failed(Denial::VaultUnavailable, answer.retry_after)
+                    }
+                    VaultError::Malformed { .. }
+                    | VaultError::TooLarge { .. }
+                    | VaultError::MissingField { .. } => failed(Denial::InvalidCredential, None),
+                };
+                return self.finish(env, completion);
+            }
+        };
+        let headers = match inject::render(binding, &fields) {
+            Ok(headers) => headers,
+            Err(err) => {
+                log::warn!(
+                    "[ctx {}] binding={} credential unusable: {err}",
+                    self.context_id,
+                    binding.name
+                );
+                return self.finish(env, failed(Denial::InvalidCredential, None));
+            }
+        };
+
+        // The audit line: who got what from where, never the value.
+        log::info!(
+            "[ctx {}] credential fetched caller={} binding={} path={} ttl_s={}",
+            self.context_id,
+            self.pending.caller,
+            binding.name,
+            self.pending.vault_path,
+            refresh.as_secs()
+        );
+        let completion = Completion::Fetched {
+            values: headers,
+            ttl_ms: millis(*refresh),
+        };
+        self.finish(env, completion)
+    }
+
+    fn read(&mut self, env: &JobEnv<'_>, token: &str, from_cache: bool) -> JobStep {
+        let Some(binding) = env.config.bindings.get(self.pending.binding) else {
+            return self.finish(env, failed(Denial::NotConfigured, None));
+        };
+        let CredentialSource::Kv2 { mount, .. } = &binding.credential;
+        let vault = &env.config.vault;
+        let (path, caller) = (&self.pending.vault_path, &self.pending.caller);
+        self.stage = Stage::Reading {
+            token_from_cache: from_cache,
+        };
+        JobStep::Call(vault::kv2_read(vault, mount, path, token, caller))
+    }
+
+    fn finish(&mut self, env: &JobEnv<'_>, completion: Completion) -> JobStep {
+        let claim = self.claim.clone();
+        self.record(env, &claim, &completion);
+        JobStep::Done
+    }
+
+    fn record(&self, env: &JobEnv<'_>, claim: &Claim, completion: &Completion) {
+        let policy = &env.config.cache;
+        if let Err(err) = cache::complete(
+            env.store,
+            policy,
+            claim,
+            completion,
+            env.now_ms,
+            env.entropy,
+        ) {
+            log::warn!("[ctx {}] cache write failed: {err:?}", self.context_id);
+        }
+    }
+
+    fn log_failure(&self, step: &str, err: &VaultError) {
+        log::warn!(
+            "[ctx {}] vault {step} failed caller={} path={} reason={}: {err}",
+            self.context_id,
+            self.pending.caller,
+            self.pending.vault_path,
+            err.reason()
+        );
+    }
+}
+
+fn failed(denial: Denial, retry_after: Option<Duration>) -> Completion {
+    Completion::Failed {
+        denial,
+        retry_after_ms: retry_after.map(millis),
+    }
+}
+
+fn token_key(config: &Config) -> String {
+    let VaultAuth::Cert { mount, role } = &config.vault.auth;
+    cache::token_key(config.generation, mount, role)
+}
