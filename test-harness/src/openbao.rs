@@ -40,6 +40,7 @@ const AUDIT_FILE: &str = "openbao-audit.log";
 /// A running OpenBao; stopped when dropped.
 pub struct OpenBao {
     process: ManagedProcess,
+    launch: Launch,
     api_port: u16,
     tls_port: u16,
     root_token: String,
@@ -87,6 +88,7 @@ impl OpenBao {
 
             let mut bao = OpenBao {
                 process,
+                launch: launch.clone(),
                 api_port,
                 tls_port,
                 root_token,
@@ -146,6 +148,18 @@ impl OpenBao {
     }
 
     /// Stops the server; afterwards connections to both listeners are refused at once.
+    /// Starts a fresh server on the same ports with the same root token and configuration, as
+    /// a vault coming back after an outage would; dev-mode state (tokens, secrets) is gone, so
+    /// write the secrets again.
+    pub fn restart(&mut self, dir: &TestDir) -> Result<()> {
+        self.process.stop();
+        self.process = self
+            .launch
+            .spawn(dir, self.api_port, self.tls_port, &self.root_token)?;
+        self.wait_ready()?;
+        self.configure()
+    }
+
     pub fn stop(&mut self) {
         self.process.stop();
     }
@@ -323,6 +337,7 @@ impl OpenBao {
 }
 
 /// What every start attempt shares: the binary and the files it reads.
+#[derive(Clone)]
 struct Launch {
     binary: PathBuf,
     server_cert: CertKeyPaths,

@@ -71,6 +71,11 @@ impl Gateway {
     }
 
     pub fn start_with(name: &str, plugin_config: Value) -> Result<Gateway> {
+        Self::start_with_workers(name, plugin_config, 1)
+    }
+
+    /// Like [`Gateway::start_with`] with `workers` Envoy worker threads.
+    pub fn start_with_workers(name: &str, plugin_config: Value, workers: u32) -> Result<Gateway> {
         let dir = TestDir::new(name)?;
         let pki = Pki::new()?;
         let openbao = OpenBao::start(&dir, &pki)?;
@@ -80,7 +85,8 @@ impl Gateway {
         let echo = EchoUpstream::start()?;
         let config = EnvoyConfig::new(&pki, echo.port())?
             .vault(openbao.tls_port(), &pki.svid(PROXY_SPIFFE_ID)?)
-            .wasm_filter(wasm_module()?, plugin_config);
+            .wasm_filter(wasm_module()?, plugin_config)
+            .concurrency(workers);
         let envoy = Envoy::start(&dir, config)?;
         Ok(Gateway {
             envoy,
@@ -126,19 +132,36 @@ impl Gateway {
             .wait_for_stat(VAULT_CALLS_STAT, |v| v >= calls, Duration::from_secs(5))
     }
 
+    /// OpenBao requests by operation (`read`, `update`, ...) and path, from its audit log (which
+    /// logs each request twice, as request and as response; this counts responses).
+    pub fn vault_requests(&self, operation: &str, path: &str) -> Result<usize> {
+        let entries = self.audit_entries()?;
+        let matches = |entry: &&Value| {
+            let request = &entry["request"];
+            entry["type"] == "response"
+                && request["operation"] == operation
+                && request["path"] == path
+        };
+        Ok(entries.iter().filter(matches).count())
+    }
+
     /// Every vault token OpenBao issued, from its raw audit log.
     pub fn issued_tokens(&self) -> Result<Vec<String>> {
+        let entries = self.audit_entries()?;
+        Ok(entries
+            .iter()
+            .filter_map(|entry| entry["response"]["auth"]["client_token"].as_str())
+            .filter(|token| !token.is_empty())
+            .map(String::from)
+            .collect())
+    }
+
+    fn audit_entries(&self) -> Result<Vec<Value>> {
         let audit = std::fs::read_to_string(self.openbao.audit_log_path())
             .map_err(|e| crate::error::Error::io("reading the OpenBao audit log", e))?;
         Ok(audit
             .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .filter_map(|entry| {
-                entry["response"]["auth"]["client_token"]
-                    .as_str()
-                    .map(String::from)
-            })
-            .filter(|token| !token.is_empty())
+            .filter_map(|line| serde_json::from_str(line).ok())
             .collect())
     }
 }
