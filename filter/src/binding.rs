@@ -45,21 +45,46 @@ pub enum OnError {
     AllowWithoutCredential,
 }
 
+/// Which kind of secrets engine answers, and so the shape of its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// KV v2: `GET /v1/<mount>/data/<path>`, the fields of `data.data`, no lease.
+    Kv2,
+    /// Dynamic secrets with a lease: `GET /v1/<mount>/<path>` (`database/creds/<role>`,
+    /// `aws/creds/<role>`, ...), the fields of `data`, `lease_duration`, `lease_id`.
+    Leased,
+    /// `GET /v1/identity/oidc/token/<role>`: `data.token`, a JWT whose `exp` bounds its use.
+    IdentityToken,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CredentialSource {
-    /// KV v2 has no lease, so `refresh` bounds how long a value is served from the cache.
-    Kv2 {
-        mount: String,
-        path: Template,
-        field: Option<String>,
-        refresh: Duration,
-    },
+pub struct CredentialSource {
+    pub engine: Engine,
+    pub mount: String,
+    /// The path under the mount (for KV v2, under its `data/`).
+    pub path: Template,
+    /// The one field the secret must have, when the binding names it.
+    pub field: Option<String>,
+    /// How long a fetched credential is used at most. KV v2 has no lease, so for it this is the
+    /// re-read interval; for leased secrets and identity tokens it caps their own lifetime.
+    pub refresh: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderTemplate {
     pub name: String,
-    pub value: Template,
+    pub value: HeaderValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderValue {
+    /// `Bearer {token}`: the fields substituted as they are.
+    Text(Template),
+    /// `Basic base64(username:password)` (RFC 7617).
+    Basic {
+        username: Template,
+        password: Template,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,9 +154,9 @@ pub enum VaultPathError {
 impl CredentialSource {
     /// The vault path under the mount, rendered from the verified identity only.
     pub fn render_path(&self, caller: &SpiffeId) -> Result<String, VaultPathError> {
-        let CredentialSource::Kv2 { path, .. } = self;
         let k8s = caller.kubernetes_parts();
-        let rendered = path
+        let rendered = self
+            .path
             .render(|name| match name {
                 "trust_domain" => Some(caller.trust_domain()),
                 "spiffe_path" => Some(caller.path()).filter(|p| !p.is_empty()),
@@ -146,6 +171,16 @@ impl CredentialSource {
             Ok(rendered)
         } else {
             Err(VaultPathError::Unsafe)
+        }
+    }
+}
+
+impl CredentialSource {
+    /// The API path of a read, from a path [`CredentialSource::render_path`] rendered.
+    pub fn api_path(&self, rendered: &str) -> String {
+        match self.engine {
+            Engine::Kv2 => format!("/v1/{}/data/{rendered}", self.mount),
+            Engine::Leased | Engine::IdentityToken => format!("/v1/{}/{rendered}", self.mount),
         }
     }
 }
@@ -185,11 +220,12 @@ mod tests {
                 .iter()
                 .map(|p| IdentityPattern::parse(p).unwrap())
                 .collect(),
-            credential: CredentialSource::Kv2 {
+            credential: CredentialSource {
+                engine: Engine::Kv2,
                 mount: "secret".into(),
                 path: Template::parse("apps/{namespace}/{service_account}").unwrap(),
                 field: None,
-                refresh: Duration::from_secs(60),
+                refresh: Some(Duration::from_secs(60)),
             },
             inject: vec![],
             strip: vec![],

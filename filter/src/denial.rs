@@ -5,6 +5,7 @@
 pub enum Denial {
     NoIdentity,
     UntrustedIdentity,
+    NoBinding,
     IdentityUnusable,
     VaultUnavailable,
     VaultLoginFailed,
@@ -19,6 +20,7 @@ impl Denial {
         match self {
             Self::NoIdentity
             | Self::UntrustedIdentity
+            | Self::NoBinding
             | Self::IdentityUnusable
             | Self::VaultDenied
             | Self::CredentialNotFound => 403,
@@ -31,6 +33,7 @@ impl Denial {
         match self {
             Self::NoIdentity => "no_identity",
             Self::UntrustedIdentity => "untrusted_identity",
+            Self::NoBinding => "no_binding",
             Self::IdentityUnusable => "identity_unusable",
             Self::VaultUnavailable => "vault_unavailable",
             Self::VaultLoginFailed => "vault_login_failed",
@@ -45,6 +48,7 @@ impl Denial {
         match self {
             Self::NoIdentity => "the caller presented no verified SPIFFE identity",
             Self::UntrustedIdentity => "the caller's identity is not accepted by this proxy",
+            Self::NoBinding => "no binding lets this caller reach this destination",
             Self::IdentityUnusable => "the caller's identity does not fit the binding's vault path",
             Self::VaultUnavailable => "the vault could not be reached; try again later",
             Self::VaultLoginFailed => "the proxy could not log in to the vault",

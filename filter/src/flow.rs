@@ -77,8 +77,11 @@ pub fn begin<'c>(
         path: request.path,
     };
     let Some((index, binding)) = binding::select(&config.bindings, &destination, &caller) else {
-        log::debug!("[ctx {context_id}] caller={caller} no binding, passing through");
-        return Decision::PassThrough;
+        log::debug!("[ctx {context_id}] caller={caller} no binding");
+        return match config.deny_unbound {
+            true => Decision::Deny(Denial::NoBinding),
+            false => Decision::PassThrough,
+        };
     };
     let vault_path = match binding.credential.render_path(&caller) {
         Ok(path) => path,

@@ -3,7 +3,10 @@
 
 use std::fmt;
 
-use crate::binding::Binding;
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+
+use crate::binding::{Binding, HeaderValue};
+use crate::template::Template;
 use crate::vault::SecretFields;
 
 /// Envoy's default limit for all request headers is 60 KiB; one credential stays well below.
@@ -14,6 +17,7 @@ pub enum InjectError {
     MissingField { header: String, field: String },
     ForbiddenByte { header: String },
     TooLong { header: String, len: usize },
+    ColonInUsername { header: String },
 }
 
 impl fmt::Display for InjectError {
@@ -24,6 +28,9 @@ impl fmt::Display for InjectError {
             }
             Self::ForbiddenByte { header } => {
                 write!(f, "value for header {header} holds CR, LF or NUL")
+            }
+            Self::ColonInUsername { header } => {
+                write!(f, "Basic username for header {header} holds a ':'")
             }
             Self::TooLong { header, len } => {
                 write!(
@@ -45,17 +52,40 @@ pub fn render(
         .iter()
         .map(|template| {
             let header = &template.name;
-            let value = template
-                .value
-                .render(|name| fields.get(name))
-                .map_err(|field| InjectError::MissingField {
-                    header: header.clone(),
-                    field: field.to_string(),
-                })?;
+            let value = render_value(header, &template.value, fields)?;
             check_value(header, &value)?;
             Ok((header.clone(), value))
         })
         .collect()
+}
+
+fn render_value(
+    header: &str,
+    value: &HeaderValue,
+    fields: &SecretFields,
+) -> Result<String, InjectError> {
+    let fill = |template: &Template| {
+        template
+            .render(|name| fields.get(name))
+            .map_err(|field| InjectError::MissingField {
+                header: header.to_string(),
+                field: field.to_string(),
+            })
+    };
+    match value {
+        HeaderValue::Text(template) => fill(template),
+        HeaderValue::Basic { username, password } => {
+            let username = fill(username)?;
+            // RFC 7617: the user-id cannot hold a colon, the password may.
+            if username.contains(':') {
+                return Err(InjectError::ColonInUsername {
+                    header: header.to_string(),
+                });
+            }
+            let pair = format!("{username}:{}", fill(password)?);
+            Ok(format!("Basic {}", BASE64_STANDARD.encode(pair)))
+        }
+    }
 }
 
 fn check_value(header: &str, value: &str) -> Result<(), InjectError> {
@@ -78,7 +108,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::binding::{CredentialSource, HeaderTemplate, OnError};
+    use crate::binding::{CredentialSource, Engine, HeaderTemplate, OnError};
     use crate::template::Template;
     use crate::vault::Secret;
 
@@ -88,17 +118,18 @@ mod tests {
             hosts: vec![],
             path_prefix: None,
             identities: vec![],
-            credential: CredentialSource::Kv2 {
+            credential: CredentialSource {
+                engine: Engine::Kv2,
                 mount: "secret".into(),
                 path: Template::parse("p").unwrap(),
                 field: None,
-                refresh: Duration::from_secs(60),
+                refresh: Some(Duration::from_secs(60)),
             },
             inject: templates
                 .iter()
                 .map(|(h, v)| HeaderTemplate {
                     name: h.to_string(),
-                    value: Template::parse(v).unwrap(),
+                    value: HeaderValue::Text(Template::parse(v).unwrap()),
                 })
                 .collect(),
             strip: vec![],
@@ -162,6 +193,31 @@ mod tests {
             InjectError::MissingField {
                 header: "authorization".into(),
                 field: "token".into()
+            }
+        );
+    }
+
+    #[test]
+    fn basic_header_encodes_username_and_password() {
+        let mut b = binding(&[]);
+        b.inject = vec![HeaderTemplate {
+            name: "authorization".into(),
+            value: HeaderValue::Basic {
+                username: Template::parse("{username}").unwrap(),
+                password: Template::parse("{password}").unwrap(),
+            },
+        }];
+        let rendered = render(
+            &b,
+            &fields(&[("username", "v-orders"), ("password", "p:w")]),
+        );
+        // base64("v-orders:p:w")
+        assert_eq!(rendered.unwrap()[0].1, "Basic di1vcmRlcnM6cDp3");
+        let err = render(&b, &fields(&[("username", "a:b"), ("password", "p")])).unwrap_err();
+        assert_eq!(
+            err,
+            InjectError::ColonInUsername {
+                header: "authorization".into()
             }
         );
     }

@@ -1,25 +1,20 @@
 //! Plugin configuration: raw serde types compiled into the validated [`Config`] the filter runs
 //! on. Every refusal names the field (`bindings[0].credential.path`) and says what to change.
 
+mod credential;
 mod duration;
 mod raw;
 
 use std::fmt;
 use std::time::Duration;
 
-use crate::binding::{
-    is_safe_vault_path, Binding, CredentialSource, HeaderTemplate, HostPattern, OnError,
-    PATH_VARIABLES,
-};
+use crate::binding::{is_safe_vault_path, Binding, HostPattern, OnError};
 use crate::cache::{fnv1a, CachePolicy};
 use crate::identity::{is_segment_byte, IdentityPattern, SpiffeId, TrustDomains};
-use crate::template::Template;
-use raw::{RawAuth, RawBinding, RawCache, RawConfig, RawCredential, RawOnError, RawVault};
+use raw::{RawAuth, RawBinding, RawCache, RawConfig, RawOnError, RawOnNoBinding, RawVault};
 
 pub const SUPPORTED_VERSION: u32 = 1;
 const DEFAULT_VAULT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Vault Agent re-reads static secrets every 5 minutes by default; users expect the same here.
-const DEFAULT_KV_REFRESH: Duration = Duration::from_secs(300);
 const DEFAULT_EXPIRY_MARGIN: Duration = Duration::from_secs(5);
 const DEFAULT_REFRESH_AT: f64 = 0.66;
 const DEFAULT_JITTER: f64 = 0.1;
@@ -40,6 +35,9 @@ pub struct Config {
     pub vault: VaultSettings,
     pub trust_domains: TrustDomains,
     pub bindings: Vec<Binding>,
+    /// Refuse (403 `no_binding`) rather than pass a request no binding matches: the bindings
+    /// are then the complete list of what identities may reach through this proxy.
+    pub deny_unbound: bool,
     pub cache: CachePolicy,
     /// How long a request may wait for its credential before it is answered without one.
     pub max_wait: Duration,
@@ -150,11 +148,13 @@ fn compile(raw: RawConfig, generation: u64) -> Result<Config, ConfigError> {
     }
 
     let (cache, max_wait) = compile_cache(raw.cache, &vault)?;
+    let deny_unbound = matches!(raw.on_no_binding, RawOnNoBinding::Deny);
     Ok(Config {
         generation,
         vault,
         trust_domains,
         bindings,
+        deny_unbound,
         cache,
         max_wait,
     })
@@ -350,35 +350,10 @@ fn compile_binding(
         identities.push(parsed);
     }
 
-    let (credential, offered_field) =
-        compile_credential(raw.credential, &format!("{at}.credential"))?;
-
-    if raw.inject.is_empty() {
-        return Err(ConfigError::new(
-            format!("{at}.inject"),
-            "list at least one header to inject",
-        ));
-    }
-    let mut inject = Vec::with_capacity(raw.inject.len());
-    for (i, item) in raw.inject.into_iter().enumerate() {
-        let name = header_name(&item.header, &format!("{at}.inject[{i}].header"))?;
-        let field = format!("{at}.inject[{i}].value");
-        let value =
-            Template::parse(&item.value).map_err(|e| ConfigError::new(&field, e.to_string()))?;
-        if value.variables().next().is_none() {
-            return Err(ConfigError::new(
-                field,
-                "name a field of the secret, such as {token}",
-            ));
-        }
-        if let Some(offered) = &offered_field {
-            if let Some(other) = value.variables().find(|v| v != offered) {
-                let reason = format!("{{{other}}} is not the credential's field {offered:?}");
-                return Err(ConfigError::new(field, reason));
-            }
-        }
-        inject.push(HeaderTemplate { name, value });
-    }
+    let compiled = credential::compile_credential(raw.credential, &format!("{at}.credential"))?;
+    let offers = compiled.offers.as_deref();
+    let inject = credential::compile_inject(raw.inject, &format!("{at}.inject"), offers)?;
+    let credential = compiled.source;
 
     let mut strip: Vec<String> = ALWAYS_STRIPPED.iter().map(|h| h.to_string()).collect();
     for (i, header) in raw.strip.iter().enumerate() {
@@ -404,63 +379,7 @@ fn compile_binding(
     })
 }
 
-/// Compiles the credential source; also returns the one field it offers, when that is fixed.
-fn compile_credential(
-    raw: RawCredential,
-    at: &str,
-) -> Result<(CredentialSource, Option<String>), ConfigError> {
-    let RawCredential::Kv2 {
-        mount,
-        path,
-        field,
-        refresh,
-    } = raw;
-    if !is_safe_vault_path(&mount) || mount == "sys" || mount.starts_with("sys/") {
-        return Err(ConfigError::new(
-            format!("{at}.mount"),
-            "not a secrets engine mount path",
-        ));
-    }
-    let path_field = format!("{at}.path");
-    let template =
-        Template::parse(&path).map_err(|e| ConfigError::new(&path_field, e.to_string()))?;
-    if let Some(unknown) = template.variables().find(|v| !PATH_VARIABLES.contains(v)) {
-        let reason =
-            format!("{{{unknown}}} is not an identity part; use one of {PATH_VARIABLES:?}");
-        return Err(ConfigError::new(path_field, reason));
-    }
-    // Literal parts are checked by rendering with harmless stand-ins for every variable.
-    let probe = template.render(|_| Some("x")).unwrap_or_default();
-    if !is_safe_vault_path(&probe) {
-        let reason = "segments must be non-empty, not '.' or '..', and of [A-Za-z0-9._-]";
-        return Err(ConfigError::new(path_field, reason));
-    }
-    if let Some(field) = &field {
-        if field.is_empty() {
-            return Err(ConfigError::new(format!("{at}.field"), "must not be empty"));
-        }
-    }
-    let refresh = optional_duration(
-        refresh.as_deref(),
-        &format!("{at}.refresh"),
-        DEFAULT_KV_REFRESH,
-    )?;
-    if refresh.is_zero() {
-        return Err(ConfigError::new(
-            format!("{at}.refresh"),
-            "must be greater than zero",
-        ));
-    }
-    let source = CredentialSource::Kv2 {
-        mount,
-        path: template,
-        field: field.clone(),
-        refresh,
-    };
-    Ok((source, field))
-}
-
-fn optional_duration(
+pub(crate) fn optional_duration(
     raw: Option<&str>,
     field: &str,
     default: Duration,
@@ -472,7 +391,7 @@ fn optional_duration(
 }
 
 /// An HTTP/1 token, lowercased (HTTP/2 requires lowercase); pseudo-headers and `host` are refused.
-fn header_name(raw: &str, field: &str) -> Result<String, ConfigError> {
+pub(crate) fn header_name(raw: &str, field: &str) -> Result<String, ConfigError> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if raw.is_empty() || !raw.bytes().all(token) {
         return Err(ConfigError::new(

@@ -13,6 +13,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub bindings: Vec<RawBinding>,
     #[serde(default)]
+    pub on_no_binding: RawOnNoBinding,
+    #[serde(default)]
     pub cache: RawCache,
 }
 
@@ -94,7 +96,6 @@ pub struct RawMatch {
     pub identities: Vec<String>,
 }
 
-// TODO(#4): the database, leased-secret and identity OIDC token engines.
 #[derive(Debug, Deserialize)]
 #[serde(tag = "engine", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawCredential {
@@ -104,14 +105,49 @@ pub enum RawCredential {
         field: Option<String>,
         refresh: Option<String>,
     },
+    Database {
+        #[serde(default = "default_database_mount")]
+        mount: String,
+        role: String,
+        refresh: Option<String>,
+    },
+    /// Any engine that answers a GET with `data` and a lease (AWS, Consul, ...).
+    Dynamic {
+        mount: String,
+        path: String,
+        refresh: Option<String>,
+    },
+    OidcToken {
+        role: String,
+        refresh: Option<String>,
+    },
 }
 
-// TODO(#4): Basic authorization from `{username}`/`{password}`.
+fn default_database_mount() -> String {
+    "database".into()
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInject {
     pub header: String,
-    pub value: String,
+    pub value: Option<String>,
+    pub basic: Option<RawBasic>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawOnNoBinding {
+    #[default]
+    PassThrough,
+    Deny,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

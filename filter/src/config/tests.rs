@@ -1,6 +1,7 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::binding::Engine;
 
 fn valid() -> Value {
     json!({
@@ -98,8 +99,8 @@ fn applies_defaults() {
     config.as_object_mut().unwrap().remove("cache");
     let config = Config::from_json(config.to_string().as_bytes()).unwrap();
     assert_eq!(config.vault.timeout, DEFAULT_VAULT_TIMEOUT);
-    let CredentialSource::Kv2 { refresh, .. } = &config.bindings[0].credential;
-    assert_eq!(*refresh, DEFAULT_KV_REFRESH);
+    let refresh = config.bindings[0].credential.refresh;
+    assert_eq!(refresh, Some(credential::DEFAULT_KV_REFRESH));
 }
 
 #[test]
@@ -249,4 +250,104 @@ fn refuses_out_of_range_cache_settings() {
             "{value}"
         );
     }
+}
+
+fn binding_with(credential: Value, inject: Value) -> Value {
+    let config = with(valid(), "/bindings/0/credential", credential);
+    with(config, "/bindings/0/inject", inject)
+}
+
+#[test]
+fn compiles_a_database_binding_with_basic_injection() {
+    let credential = json!({ "engine": "database", "role": "orders-{service_account}" });
+    let basic = json!([{ "header": "authorization",
+        "basic": { "username": "{username}", "password": "{password}" } }]);
+    let config = Config::from_json(binding_with(credential, basic).to_string().as_bytes()).unwrap();
+    let source = &config.bindings[0].credential;
+    assert_eq!(source.engine, Engine::Leased);
+    assert_eq!(source.mount, "database");
+    let caller = crate::identity::SpiffeId::parse("spiffe://example.org/ns/orders/sa/api").unwrap();
+    assert_eq!(
+        source.api_path(&source.render_path(&caller).unwrap()),
+        "/v1/database/creds/orders-api"
+    );
+    assert_eq!(source.refresh, None);
+}
+
+#[test]
+fn compiles_identity_token_and_dynamic_bindings() {
+    let oidc = json!({ "engine": "oidc_token", "role": "reports", "refresh": "1m" });
+    let bearer = json!([{ "header": "authorization", "value": "Bearer {token}" }]);
+    let config = Config::from_json(binding_with(oidc, bearer).to_string().as_bytes()).unwrap();
+    let source = &config.bindings[0].credential;
+    assert_eq!(source.engine, Engine::IdentityToken);
+    assert_eq!(
+        source.api_path("oidc/token/reports"),
+        "/v1/identity/oidc/token/reports"
+    );
+    assert_eq!(source.refresh, Some(Duration::from_secs(60)));
+
+    let aws = json!({ "engine": "dynamic", "mount": "aws", "path": "creds/{service_account}" });
+    let keys = json!([{ "header": "x-aws-key", "value": "{access_key}:{secret_key}" }]);
+    assert!(Config::from_json(binding_with(aws, keys).to_string().as_bytes()).is_ok());
+}
+
+#[test]
+fn refuses_fields_an_engine_does_not_offer() {
+    let credential = json!({ "engine": "database", "role": "orders" });
+    let bearer = json!([{ "header": "authorization", "value": "Bearer {token}" }]);
+    let err = refused(binding_with(credential, bearer));
+    assert_eq!(err.field, "bindings[0].inject[0].value");
+    assert!(err.reason.contains("username"), "{err}");
+}
+
+#[test]
+fn refuses_roles_that_could_span_segments() {
+    let bearer = json!([{ "header": "authorization", "value": "Bearer {token}" }]);
+    for role in ["a/b", "{spiffe_path}", "..", "x{caller}"] {
+        let credential = json!({ "engine": "oidc_token", "role": role });
+        let err = refused(binding_with(credential, bearer.clone()));
+        assert_eq!(err.field, "bindings[0].credential.role", "{role}");
+    }
+}
+
+#[test]
+fn refuses_mounts_that_reach_vault_internals() {
+    let bearer = json!([{ "header": "authorization", "value": "Bearer {id}" }]);
+    for mount in ["auth", "auth/token", "sys", "identity", "cubbyhole"] {
+        let credential = json!({ "engine": "dynamic", "mount": mount, "path": "lookup-self" });
+        let err = refused(binding_with(credential, bearer.clone()));
+        assert_eq!(err.field, "bindings[0].credential.mount", "{mount}");
+    }
+}
+
+#[test]
+fn an_inject_entry_has_exactly_one_of_value_and_basic() {
+    let both = json!([{ "header": "authorization", "value": "{api_key}",
+        "basic": { "username": "{api_key}", "password": "{api_key}" } }]);
+    assert_eq!(
+        refused(with(valid(), "/bindings/0/inject", both)).field,
+        "bindings[0].inject[0]"
+    );
+    let neither = json!([{ "header": "authorization" }]);
+    assert_eq!(
+        refused(with(valid(), "/bindings/0/inject", neither)).field,
+        "bindings[0].inject[0]"
+    );
+}
+
+#[test]
+fn on_no_binding_defaults_to_pass_through() {
+    let config = Config::from_json(valid().to_string().as_bytes()).unwrap();
+    assert!(!config.deny_unbound);
+    let deny = with(valid(), "/on_no_binding", json!("deny"));
+    assert!(
+        Config::from_json(deny.to_string().as_bytes())
+            .unwrap()
+            .deny_unbound
+    );
+    assert_eq!(
+        refused(with(valid(), "/on_no_binding", json!("drop"))).field,
+        "on_no_binding"
+    );
 }

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use super::{millis, Pending};
-use crate::binding::CredentialSource;
 use crate::cache::{self, Claim, Completion, Lookup, SharedStore};
 use crate::config::{Config, VaultAuth};
 use crate::denial::Denial;
@@ -14,6 +13,8 @@ use crate::vault::{self, VaultError, VaultRequest};
 
 /// A vault token without a lease (periodic or root-like) is still re-fetched this often.
 const UNBOUNDED_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// A secret with neither a lease nor a configured `refresh` is still re-read this often.
+const UNBOUNDED_SECRET_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Debug)]
 pub struct Job {
@@ -178,9 +179,17 @@ impl Job {
         let Some(binding) = env.config.bindings.get(self.pending.binding) else {
             return self.finish(env, failed(Denial::NotConfigured, None));
         };
-        let CredentialSource::Kv2 { field, refresh, .. } = &binding.credential;
-        let fields = match vault::parse_kv2(answer.status, answer.body, field.as_deref()) {
-            Ok(fields) => fields,
+        let source = &binding.credential;
+        let required = source.field.as_deref();
+        let parsed = vault::parse_secret(
+            source.engine,
+            answer.status,
+            answer.body,
+            required,
+            env.now_ms,
+        );
+        let secret = match parsed {
+            Ok(secret) => secret,
             Err(VaultError::Denied { .. }) if cached && !self.relogged => {
                 log::info!(
                     "[ctx {}] cached vault token refused, logging in again",
@@ -210,7 +219,7 @@ impl Job {
                 return self.finish(env, completion);
             }
         };
-        let headers = match inject::render(binding, &fields) {
+        let headers = match inject::render(binding, &secret.fields) {
             Ok(headers) => headers,
             Err(err) => {
                 log::warn!(
@@ -222,18 +231,25 @@ impl Job {
             }
         };
 
+        // The shortest of the secret's own lifetime and the binding's bound.
+        let ttl = match (secret.lifetime, source.refresh) {
+            (Some(lifetime), Some(bound)) => lifetime.min(bound),
+            (Some(ttl), None) | (None, Some(ttl)) => ttl,
+            (None, None) => UNBOUNDED_SECRET_TTL,
+        };
         // The audit line: who got what from where, never the value.
         log::info!(
-            "[ctx {}] credential fetched caller={} binding={} path={} ttl_s={}",
+            "[ctx {}] credential fetched caller={} binding={} path={} lease_id={} ttl_s={}",
             self.context_id,
             self.pending.caller,
             binding.name,
-            self.pending.vault_path,
-            refresh.as_secs()
+            source.api_path(&self.pending.vault_path),
+            secret.lease_id.as_deref().unwrap_or("-"),
+            ttl.as_secs()
         );
         let completion = Completion::Fetched {
             values: headers,
-            ttl_ms: millis(*refresh),
+            ttl_ms: millis(ttl),
         };
         self.finish(env, completion)
     }
@@ -242,13 +258,17 @@ impl Job {
         let Some(binding) = env.config.bindings.get(self.pending.binding) else {
             return self.finish(env, failed(Denial::NotConfigured, None));
         };
-        let CredentialSource::Kv2 { mount, .. } = &binding.credential;
-        let vault = &env.config.vault;
-        let (path, caller) = (&self.pending.vault_path, &self.pending.caller);
+        let api_path = binding.credential.api_path(&self.pending.vault_path);
         self.stage = Stage::Reading {
             token_from_cache: from_cache,
         };
-        JobStep::Call(vault::kv2_read(vault, mount, path, token, caller))
+        let vault = &env.config.vault;
+        JobStep::Call(vault::secret_read(
+            vault,
+            api_path,
+            token,
+            &self.pending.caller,
+        ))
     }
 
     fn finish(&mut self, env: &JobEnv<'_>, completion: Completion) -> JobStep {

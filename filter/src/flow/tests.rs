@@ -346,3 +346,16 @@ fn a_new_config_generation_does_not_read_old_entries() {
     let decision = begin(2, &newer, &view(Some(CHECKOUT)), &store, NOW, 9);
     assert!(matches!(decision, Decision::Wait { fetch: Some(_), .. }));
 }
+
+#[test]
+fn exhaustive_bindings_deny_unbound_destinations() {
+    let mut config = config("deny");
+    config.deny_unbound = true;
+    let request = RequestView {
+        authority: b"other.example",
+        path: b"/",
+        peer_uri_san: Some(CHECKOUT),
+    };
+    let decision = begin(1, &config, &request, &FakeStore::default(), NOW, 1);
+    assert!(matches!(decision, Decision::Deny(Denial::NoBinding)));
+}

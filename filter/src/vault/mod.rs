@@ -6,8 +6,9 @@ mod request;
 mod response;
 mod secret;
 
-pub use request::{cert_login, kv2_read, VaultRequest, CALLER_HEADER};
+pub use request::{cert_login, secret_read, VaultRequest, CALLER_HEADER};
 pub use response::{
-    parse_kv2, parse_login, parse_retry_after, VaultError, VaultLogin, MAX_BODY_BYTES,
+    parse_login, parse_retry_after, parse_secret, FetchedSecret, VaultError, VaultLogin,
+    MAX_BODY_BYTES,
 };
 pub use secret::{Secret, SecretFields};

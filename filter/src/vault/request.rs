@@ -55,15 +55,15 @@ pub fn cert_login(settings: &VaultSettings) -> VaultRequest {
     request
 }
 
-/// `GET /v1/<mount>/data/<path>`; `path` has been checked with `is_safe_vault_path`.
-pub fn kv2_read(
+/// `GET <api_path>` for a secret, on behalf of `caller`. The path comes from
+/// `CredentialSource::api_path` over a path checked with `is_safe_vault_path`.
+pub fn secret_read(
     settings: &VaultSettings,
-    mount: &str,
-    path: &str,
+    api_path: String,
     token: &str,
     caller: &SpiffeId,
 ) -> VaultRequest {
-    let mut request = VaultRequest::new(settings, "GET", format!("/v1/{mount}/data/{path}"));
+    let mut request = VaultRequest::new(settings, "GET", api_path);
     request.headers.push(("x-vault-token", token.to_string()));
     request
         .headers
@@ -109,16 +109,11 @@ mod tests {
     }
 
     #[test]
-    fn kv2_read_carries_token_caller_and_namespace() {
+    fn secret_read_carries_token_caller_and_namespace() {
         let caller = SpiffeId::parse("spiffe://example.org/ns/a/sa/b").unwrap();
         let token = "s.0123456789abcdef";
-        let request = kv2_read(
-            &settings(Some("team-a")),
-            "secret",
-            "apps/a/b",
-            token,
-            &caller,
-        );
+        let path = "/v1/secret/data/apps/a/b".to_string();
+        let request = secret_read(&settings(Some("team-a")), path, token, &caller);
         assert_eq!(request.path, "/v1/secret/data/apps/a/b");
         assert_eq!(header(&request, "x-vault-token"), Some(token));
         assert_eq!(
