@@ -9,10 +9,12 @@ use crate::cache::{self, Claim, Completion, Lookup, SharedStore};
 use crate::config::{Config, VaultAuth};
 use crate::denial::Denial;
 use crate::inject;
-use crate::vault::{self, VaultError, VaultRequest};
+use crate::vault::{self, VaultError, VaultLogin, VaultRequest};
 
 /// A vault token without a lease (periodic or root-like) is still re-fetched this often.
 const UNBOUNDED_TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// A renewal that extends the token by less than this is replaced by a fresh login.
+const MIN_RENEWED_LEASE: Duration = Duration::from_secs(30);
 /// A secret with neither a lease nor a configured `refresh` is still re-read this often.
 const UNBOUNDED_SECRET_TTL: Duration = Duration::from_secs(300);
 
@@ -31,6 +33,7 @@ pub struct Job {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Start,
+    Renewing,
     LoggingIn,
     Reading { token_from_cache: bool },
 }
@@ -81,39 +84,48 @@ impl Job {
     /// Finds a vault token (or the lease to log in for one) and makes the first call.
     pub fn start(&mut self, env: &JobEnv<'_>) -> JobStep {
         let key = token_key(env.config);
-        match cache::lookup(
-            env.store,
-            &env.config.cache,
-            &key,
-            env.now_ms,
-            self.claim.holder,
-        ) {
+        let (store, policy, now) = (env.store, &env.config.cache, env.now_ms);
+        match cache::lookup(store, policy, &key, now, self.claim.holder) {
             Lookup::Hit {
                 values,
                 refresh: None,
-            } => match values.into_iter().next() {
-                Some((_, token)) => self.read(env, &token, true),
+            } => match CachedToken::from_values(values) {
+                Some(cached) => self.read(env, &cached.token, true),
                 None => self.finish(env, failed(Denial::VaultLoginFailed, None)),
             },
-            // A token due for refresh is replaced before this read rather than in the
-            // background: the job is off the request path already.
+            // A token due for refresh is renewed (or replaced) before this read rather than in
+            // the background: the job is off the request path already.
             Lookup::Hit {
+                values,
                 refresh: Some(claim),
-                ..
-            }
-            | Lookup::Fetch(claim) => {
+            } => {
                 self.token_claim = Some(claim);
-                self.stage = Stage::LoggingIn;
-                JobStep::Call(vault::cert_login(&env.config.vault))
+                match CachedToken::from_values(values).filter(|cached| cached.renewable) {
+                    Some(cached) => {
+                        self.stage = Stage::Renewing;
+                        JobStep::Call(vault::renew_self(&env.config.vault, &cached.token))
+                    }
+                    None => self.log_in(env),
+                }
+            }
+            Lookup::Fetch(claim) => {
+                self.token_claim = Some(claim);
+                self.log_in(env)
             }
             Lookup::Wait => JobStep::WaitForToken,
             Lookup::Blocked(denial) => self.finish(env, failed(denial, None)),
         }
     }
 
+    fn log_in(&mut self, env: &JobEnv<'_>) -> JobStep {
+        self.stage = Stage::LoggingIn;
+        JobStep::Call(vault::cert_login(&env.config.vault))
+    }
+
     pub fn on_answer(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
         match self.stage {
             Stage::LoggingIn => self.on_login(env, answer),
+            Stage::Renewing => self.on_renewal(env, answer),
             Stage::Reading { token_from_cache } => self.on_read(env, answer, token_from_cache),
             Stage::Start => self.start(env),
         }
@@ -133,45 +145,79 @@ impl Job {
         self.finish(env, failed(Denial::VaultUnavailable, None))
     }
 
-    fn on_login(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
-        let token_claim = self.token_claim.take();
-        let login = match vault::parse_login(answer.status, answer.body) {
-            Ok(login) => login,
-            Err(err) => {
-                self.log_failure("login", &err);
-                let completion = match err {
-                    VaultError::Denied { .. } => Completion::Refused(Denial::VaultLoginFailed),
-                    _ => failed(Denial::VaultUnavailable, answer.retry_after),
-                };
-                if let Some(token_claim) = &token_claim {
-                    self.record(env, token_claim, &completion);
-                }
-                let denial = match err {
-                    VaultError::Denied { .. } => Denial::VaultLoginFailed,
-                    _ => Denial::VaultUnavailable,
-                };
-                return self.finish(env, failed(denial, answer.retry_after));
+    fn on_renewal(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
+        match vault::parse_login(answer.status, answer.body) {
+            // Near its max TTL a token renews for ever shorter leases: log in anew instead.
+            Ok(renewed) if renewed.lease >= MIN_RENEWED_LEASE => {
+                log::info!(
+                    "[ctx {}] vault token renewed ttl_s={}",
+                    self.context_id,
+                    renewed.lease.as_secs()
+                );
+                self.store_token(env, &renewed);
+                self.read(env, renewed.token.expose(), false)
             }
-        };
+            Ok(_) => self.log_in(env),
+            Err(err) => {
+                self.log_failure("token renewal", &err);
+                self.log_in(env)
+            }
+        }
+    }
 
+    /// Caches the token under the lease this job holds for it, releasing that lease.
+    fn store_token(&mut self, env: &JobEnv<'_>, login: &VaultLogin) {
+        let Some(token_claim) = self.token_claim.take() else {
+            return;
+        };
         let ttl = if login.lease.is_zero() {
             UNBOUNDED_TOKEN_TTL
         } else {
             login.lease
         };
-        log::info!(
-            "[ctx {}] vault login ok method=cert ttl_s={}",
-            self.context_id,
-            ttl.as_secs()
-        );
-        if let Some(token_claim) = &token_claim {
-            let values = vec![("token".to_string(), login.token.expose().to_string())];
-            let completion = Completion::Fetched {
+        let renewable = if login.renewable { "true" } else { "false" };
+        let values = vec![
+            ("token".to_string(), login.token.expose().to_string()),
+            ("renewable".to_string(), renewable.to_string()),
+        ];
+        self.record(
+            env,
+            &token_claim,
+            &Completion::Fetched {
                 values,
                 ttl_ms: millis(ttl),
-            };
-            self.record(env, token_claim, &completion);
-        }
+            },
+        );
+    }
+
+    fn on_login(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
+        let login = match vault::parse_login(answer.status, answer.body) {
+            Ok(login) => login,
+            Err(err) => {
+                self.log_failure("login", &err);
+                let (token_completion, denial) = match err {
+                    VaultError::Denied { .. } => (
+                        Completion::Refused(Denial::VaultLoginFailed),
+                        Denial::VaultLoginFailed,
+                    ),
+                    _ => (
+                        failed(Denial::VaultUnavailable, answer.retry_after),
+                        Denial::VaultUnavailable,
+                    ),
+                };
+                if let Some(token_claim) = self.token_claim.take() {
+                    self.record(env, &token_claim, &token_completion);
+                }
+                return self.finish(env, failed(denial, answer.retry_after));
+            }
+        };
+        log::info!(
+            "[ctx {}] vault login ok method=cert ttl_s={} renewable={}",
+            self.context_id,
+            login.lease.as_secs(),
+            login.renewable
+        );
+        self.store_token(env, &login);
         self.read(env, login.token.expose(), false)
     }
 
@@ -299,6 +345,27 @@ impl Job {
             self.pending.vault_path,
             err.reason()
         );
+    }
+}
+
+/// The proxy's vault token as the cache keeps it.
+struct CachedToken {
+    token: String,
+    renewable: bool,
+}
+
+impl CachedToken {
+    fn from_values(values: Vec<(String, String)>) -> Option<Self> {
+        let mut token = None;
+        let mut renewable = false;
+        for (name, value) in values {
+            match name.as_str() {
+                "token" => token = Some(value),
+                "renewable" => renewable = value == "true",
+                _ => {}
+            }
+        }
+        token.map(|token| Self { token, renewable })
     }
 }
 

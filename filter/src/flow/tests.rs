@@ -359,3 +359,55 @@ fn exhaustive_bindings_deny_unbound_destinations() {
     let decision = begin(1, &config, &request, &FakeStore::default(), NOW, 1);
     assert!(matches!(decision, Decision::Deny(Denial::NoBinding)));
 }
+
+const LOGIN_RENEWABLE: &[u8] =
+    br#"{"auth":{"client_token":"s.proxy-token","lease_duration":3600,"renewable":true}}"#;
+
+/// Warms the cache with a renewable token, then starts a job at the token's refresh point.
+fn job_at_token_refresh(config: &Config, store: &FakeStore, login: &[u8]) -> (Job, u64) {
+    let (_, mut job) = cold(config, store, NOW, 1);
+    job.start(&env(config, store, NOW));
+    job.on_answer(&env(config, store, NOW), &ok(200, login));
+    job.on_answer(&env(config, store, NOW), &ok(200, KV_OK));
+    // Past the KV refresh interval and the token's refresh point (two thirds of an hour).
+    let later = NOW + 2_400_000;
+    (cold(config, store, later, 5).1, later)
+}
+
+#[test]
+fn a_renewable_token_is_renewed_before_it_expires() {
+    let config = config("deny");
+    let store = FakeStore::default();
+    let (mut job, later) = job_at_token_refresh(&config, &store, LOGIN_RENEWABLE);
+    let env = env(&config, &store, later);
+    assert_eq!(called(job.start(&env)), "/v1/auth/token/renew-self");
+    assert_eq!(
+        called(job.on_answer(&env, &ok(200, LOGIN_RENEWABLE))),
+        READ_PATH
+    );
+}
+
+#[test]
+fn a_failed_renewal_falls_back_to_a_login() {
+    let config = config("deny");
+    let store = FakeStore::default();
+    let (mut job, later) = job_at_token_refresh(&config, &store, LOGIN_RENEWABLE);
+    let env = env(&config, &store, later);
+    job.start(&env);
+    assert_eq!(
+        called(job.on_answer(&env, &ok(403, b"{}"))),
+        "/v1/auth/cert/login"
+    );
+    assert_eq!(called(job.on_answer(&env, &ok(200, LOGIN_OK))), READ_PATH);
+}
+
+#[test]
+fn a_token_that_cannot_be_renewed_is_replaced_by_a_login() {
+    let config = config("deny");
+    let store = FakeStore::default();
+    let (mut job, later) = job_at_token_refresh(&config, &store, LOGIN_OK);
+    assert_eq!(
+        called(job.start(&env(&config, &store, later))),
+        "/v1/auth/cert/login"
+    );
+}

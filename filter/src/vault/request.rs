@@ -55,6 +55,17 @@ pub fn cert_login(settings: &VaultSettings) -> VaultRequest {
     request
 }
 
+/// `POST /v1/auth/token/renew-self`: extends the proxy's token instead of logging in again.
+pub fn renew_self(settings: &VaultSettings, token: &str) -> VaultRequest {
+    let mut request = VaultRequest::new(settings, "POST", "/v1/auth/token/renew-self".into());
+    request.headers.push(("x-vault-token", token.to_string()));
+    request
+        .headers
+        .push(("content-type", "application/json".into()));
+    request.body = Some(b"{}".to_vec());
+    request
+}
+
 /// `GET <api_path>` for a secret, on behalf of `caller`. The path comes from
 /// `CredentialSource::api_path` over a path checked with `is_safe_vault_path`.
 pub fn secret_read(

@@ -70,6 +70,8 @@ pub struct VaultLogin {
     pub token: Secret,
     /// Zero means the token does not expire (root-like tokens); callers cap it.
     pub lease: Duration,
+    /// Whether `auth/token/renew-self` may extend it.
+    pub renewable: bool,
 }
 
 fn check_status(status: u16, body: &[u8]) -> Result<(), VaultError> {
@@ -98,6 +100,8 @@ pub fn parse_login(status: u16, body: &[u8]) -> Result<VaultLogin, VaultError> {
     struct Auth {
         client_token: String,
         lease_duration: u64,
+        #[serde(default)]
+        renewable: bool,
     }
     let login: Login = serde_json::from_slice(body).map_err(|_| VaultError::Malformed {
         reason: "login answer is not the documented JSON",
@@ -113,6 +117,7 @@ pub fn parse_login(status: u16, body: &[u8]) -> Result<VaultLogin, VaultError> {
     Ok(VaultLogin {
         token: Secret::new(auth.client_token),
         lease: Duration::from_secs(auth.lease_duration),
+        renewable: auth.renewable,
     })
 }
 
@@ -284,6 +289,7 @@ mod tests {
         let login = parse_login(200, body).unwrap();
         assert_eq!(login.token.expose(), "s.abc");
         assert_eq!(login.lease, Duration::from_secs(3600));
+        assert!(login.renewable);
     }
 
     #[test]
