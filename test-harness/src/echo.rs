@@ -1,306 +1,53 @@
-//! An HTTP/1.1 upstream on 127.0.0.1 that answers every request with a chosen status and a JSON
-//! echo of what it received: `{"method", "path", "headers": [[name, value], ...], "body_length"}`.
-//! Header names are lowercased, values kept as received, repeats kept as separate entries. A
-//! thread per connection, keep-alive honoured; everything stops when the value is dropped.
+//! An upstream that answers every request with a chosen status and a JSON echo of what it
+//! received: `{"method", "path", "headers": [[name, value], ...], "body_length"}`, header names
+//! lowercased, values kept as received, repeats kept as separate entries.
 
-use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::http_server::{HttpServer, Reply};
 
-/// Largest request head accepted; Envoy's own default limit is 60 KiB.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// The echo server; see the module docs.
+/// The echo server; see the module docs. Stops when dropped.
 pub struct EchoUpstream {
-    port: u16,
-    state: Arc<State>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-struct State {
-    status: AtomicU16,
-    served: AtomicU64,
-    shutdown: AtomicBool,
-    next_connection: AtomicU64,
-    /// Open connections, so that drop can unblock their reader threads.
-    connections: Mutex<HashMap<u64, TcpStream>>,
+    server: HttpServer,
+    status: Arc<AtomicU16>,
 }
 
 impl EchoUpstream {
-    /// Binds 127.0.0.1:0 and starts accepting in a background thread.
+    /// Binds 127.0.0.1:0 and starts answering.
     pub fn start() -> Result<EchoUpstream> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|e| Error::io("binding the echo upstream", e))?;
-        let port = listener
-            .local_addr()
-            .map_err(|e| Error::io("reading the echo upstream port", e))?
-            .port();
-
-        let state = Arc::new(State {
-            status: AtomicU16::new(200),
-            served: AtomicU64::new(0),
-            shutdown: AtomicBool::new(false),
-            next_connection: AtomicU64::new(0),
-            connections: Mutex::new(HashMap::new()),
-        });
-        let acceptor = {
-            let state = Arc::clone(&state);
-            thread::Builder::new()
-                .name(format!("echo-{port}"))
-                .spawn(move || accept_loop(listener, state))
-                .map_err(|e| Error::io("starting the echo upstream thread", e))?
-        };
-
-        Ok(EchoUpstream {
-            port,
-            state,
-            acceptor: Some(acceptor),
-        })
+        let status = Arc::new(AtomicU16::new(200));
+        let answer = Arc::clone(&status);
+        let server = HttpServer::start(
+            "echo upstream",
+            Arc::new(move |request| {
+                let body = json!({
+                    "method": request.method,
+                    "path": request.path,
+                    "headers": request.headers,
+                    "body_length": request.body_length,
+                });
+                Reply::json(answer.load(Ordering::SeqCst), body.to_string())
+            }),
+        )?;
+        Ok(EchoUpstream { server, status })
     }
 
     /// The port it listens on.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Makes every later response carry `status` (e.g. 401 to mimic a rejected credential).
     pub fn set_status(&self, status: u16) {
-        self.state.status.store(status, Ordering::SeqCst);
+        self.status.store(status, Ordering::SeqCst);
     }
 
     /// Requests answered so far.
     pub fn requests_served(&self) -> u64 {
-        self.state.served.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for EchoUpstream {
-    fn drop(&mut self) {
-        self.state.shutdown.store(true, Ordering::SeqCst);
-        // accept() only returns on a connection, so make one.
-        let _ = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port));
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-
-        let connections = self
-            .state
-            .connections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for stream in connections.values() {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-fn accept_loop(listener: TcpListener, state: Arc<State>) {
-    for stream in listener.incoming() {
-        if state.shutdown.load(Ordering::SeqCst) {
-            return;
-        }
-        let Ok(stream) = stream else {
-            continue;
-        };
-
-        let id = state.next_connection.fetch_add(1, Ordering::SeqCst);
-        if let Ok(handle) = stream.try_clone() {
-            state
-                .connections
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(id, handle);
-        }
-        let state = Arc::clone(&state);
-        // Detached: a connection thread ends when its peer closes or drop shuts the socket.
-        let _ = thread::Builder::new()
-            .name(format!("echo-conn-{id}"))
-            .spawn(move || {
-                let _ = serve_connection(&stream, &state);
-                state
-                    .connections
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&id);
-            });
-    }
-}
-
-fn serve_connection(stream: &TcpStream, state: &State) -> io::Result<()> {
-    let mut reader = BufReader::new(stream);
-    let mut writer = stream;
-    loop {
-        let Some(request) = read_request(&mut reader)? else {
-            return Ok(());
-        };
-
-        let status = state.status.load(Ordering::SeqCst);
-        let body = json!({
-            "method": request.method,
-            "path": request.path,
-            "headers": request.headers,
-            "body_length": request.body_length,
-        })
-        .to_string();
-        let connection = if request.keep_alive {
-            "keep-alive"
-        } else {
-            "close"
-        };
-        let head = format!(
-            "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\n\
-             content-length: {}\r\nconnection: {connection}\r\n\r\n",
-            reason(status),
-            body.len(),
-        );
-        writer.write_all(head.as_bytes())?;
-        writer.write_all(body.as_bytes())?;
-        writer.flush()?;
-        state.served.fetch_add(1, Ordering::SeqCst);
-
-        if !request.keep_alive {
-            return Ok(());
-        }
-    }
-}
-
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body_length: u64,
-    keep_alive: bool,
-}
-
-/// Reads one request; `None` when the peer closed the connection between requests.
-fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
-    let Some(request_line) = read_line(reader)? else {
-        return Ok(None);
-    };
-    let mut parts = request_line.split(' ');
-    let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(invalid("malformed request line"));
-    };
-    let (method, path) = (method.to_string(), path.to_string());
-    let mut keep_alive = version == "HTTP/1.1";
-
-    let mut headers = Vec::new();
-    let mut head_bytes = request_line.len();
-    loop {
-        let line = read_line(reader)?.ok_or_else(|| invalid("connection closed in headers"))?;
-        if line.is_empty() {
-            break;
-        }
-        head_bytes += line.len();
-        if head_bytes > MAX_HEAD_BYTES {
-            return Err(invalid("request head too large"));
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(invalid("header line without a colon"));
-        };
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-    }
-
-    let header = |wanted: &'static str| lowercase_values(&headers, wanted);
-    if let Some(connection) = header("connection").last() {
-        keep_alive = match connection.as_str() {
-            "close" => false,
-            "keep-alive" => true,
-            _ => keep_alive,
-        };
-    }
-    let chunked = header("transfer-encoding").any(|v| v.contains("chunked"));
-    let body_length = if chunked {
-        read_chunked_body(reader)?
-    } else {
-        let length = header("content-length").next().unwrap_or_default();
-        let length: u64 = if length.is_empty() {
-            0
-        } else {
-            length.parse().map_err(|_| invalid("bad content-length"))?
-        };
-        discard(reader, length)?
-    };
-
-    Ok(Some(Request {
-        method,
-        path,
-        headers,
-        body_length,
-        keep_alive,
-    }))
-}
-
-fn lowercase_values<'a>(
-    headers: &'a [(String, String)],
-    wanted: &'a str,
-) -> impl Iterator<Item = String> + 'a {
-    headers
-        .iter()
-        .filter(move |(name, _)| name == wanted)
-        .map(|(_, value)| value.to_ascii_lowercase())
-}
-
-fn read_chunked_body(reader: &mut impl BufRead) -> io::Result<u64> {
-    let mut total = 0;
-    loop {
-        let line = read_line(reader)?.ok_or_else(|| invalid("connection closed in body"))?;
-        let size = line.split(';').next().unwrap_or_default().trim();
-        let size = u64::from_str_radix(size, 16).map_err(|_| invalid("bad chunk size"))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            while read_line(reader)?.is_some_and(|trailer| !trailer.is_empty()) {}
-            return Ok(total);
-        }
-        total += discard(reader, size)?;
-        read_line(reader)?;
-    }
-}
-
-/// Reads and drops exactly `length` bytes.
-fn discard(reader: &mut impl BufRead, length: u64) -> io::Result<u64> {
-    let copied = io::copy(&mut reader.take(length), &mut io::sink())?;
-    if copied < length {
-        return Err(invalid("connection closed in body"));
-    }
-    Ok(copied)
-}
-
-/// One CRLF-terminated line without its terminator, decoded lossily; `None` at end of stream.
-fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
-    let mut line = Vec::new();
-    let read = reader
-        .take(MAX_HEAD_BYTES as u64)
-        .read_until(b'\n', &mut line)?;
-    if read == 0 {
-        return Ok(None);
-    }
-    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        line.pop();
-    }
-    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
-}
-
-fn invalid(message: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        _ => "Status",
+        self.server.requests_served()
     }
 }

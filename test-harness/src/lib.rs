@@ -11,6 +11,8 @@ mod client;
 mod echo;
 mod envoy;
 mod error;
+pub mod faulty_vault;
+pub mod http_server;
 mod openbao;
 mod pki;
 mod poll;
@@ -24,6 +26,7 @@ pub use client::{Client, Echoed, Response};
 pub use echo::EchoUpstream;
 pub use envoy::{Envoy, EnvoyConfig, DEFAULT_VAULT_CLUSTER, UPSTREAM_CLUSTER, WASM_ROOT_ID};
 pub use error::{Error, Result};
+pub use faulty_vault::{Fault, FaultyVault};
 pub use openbao::{
     unique_value, ApiResponse, CertLogin, OpenBao, CERT_MOUNT, CERT_ROLE, READ_POLICY,
 };

@@ -11,6 +11,7 @@ use crate::client::{Client, Response};
 use crate::echo::EchoUpstream;
 use crate::envoy::{Envoy, EnvoyConfig, DEFAULT_VAULT_CLUSTER};
 use crate::error::Result;
+use crate::faulty_vault::{Fault, FaultyVault};
 use crate::openbao::{unique_value, OpenBao, CERT_MOUNT, CERT_ROLE};
 use crate::pki::{Pki, PROXY_SPIFFE_ID, TRUST_DOMAIN, WORKLOAD_SPIFFE_ID};
 use crate::workdir::TestDir;
@@ -163,5 +164,40 @@ impl Gateway {
             .lines()
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect())
+    }
+}
+
+/// The gateway in front of a [`FaultyVault`] instead of OpenBao.
+pub struct FaultyGateway {
+    pub envoy: Envoy,
+    pub echo: EchoUpstream,
+    pub vault: FaultyVault,
+    pub pki: Pki,
+    pub dir: TestDir,
+}
+
+impl FaultyGateway {
+    pub fn start(name: &str, plugin_config: Value, fault: Fault) -> Result<FaultyGateway> {
+        let dir = TestDir::new(name)?;
+        let pki = Pki::new()?;
+        let vault = FaultyVault::start(fault)?;
+        let echo = EchoUpstream::start()?;
+        let config = EnvoyConfig::new(&pki, echo.port())?
+            .vault_stand_in(vault.port())
+            .wasm_filter(wasm_module()?, plugin_config);
+        let envoy = Envoy::start(&dir, config)?;
+        Ok(FaultyGateway {
+            envoy,
+            echo,
+            vault,
+            pki,
+            dir,
+        })
+    }
+
+    /// `GET <path>` to the payments API as the checkout workload.
+    pub fn call_api(&self, path: &str) -> Result<Response> {
+        let client = Client::new(&self.pki, Some(&self.pki.svid(WORKLOAD_SPIFFE_ID)?))?;
+        client.get(self.envoy.listener_port(), API_HOST, path, &[])
     }
 }

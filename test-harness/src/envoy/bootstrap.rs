@@ -48,7 +48,8 @@ struct WasmFilter {
 #[derive(Debug, Clone)]
 struct VaultCluster {
     port: u16,
-    client_cert: CertKey,
+    /// `None` for a plain-HTTP stand-in (fault injection); the real vault always gets mTLS.
+    client_cert: Option<CertKey>,
 }
 
 impl EnvoyConfig {
@@ -108,7 +109,17 @@ impl EnvoyConfig {
     pub fn vault(mut self, tls_port: u16, client_cert: &CertKey) -> Self {
         self.vault = Some(VaultCluster {
             port: tls_port,
-            client_cert: client_cert.clone(),
+            client_cert: Some(client_cert.clone()),
+        });
+        self
+    }
+
+    /// Points the vault cluster at a plain-HTTP stand-in on 127.0.0.1:`port`, for faults real
+    /// OpenBao cannot be made to produce.
+    pub fn vault_stand_in(mut self, port: u16) -> Self {
+        self.vault = Some(VaultCluster {
+            port,
+            client_cert: None,
         });
         self
     }
@@ -219,11 +230,20 @@ impl EnvoyConfig {
     }
 
     fn vault_cluster(&self, vault: &VaultCluster) -> Value {
+        let mut cluster = json!({
+            "name": self.vault_cluster_name,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": endpoints(&self.vault_cluster_name, vault.port),
+        });
+        let Some(client_cert) = &vault.client_cert else {
+            return cluster;
+        };
         let tls = json!({
             "@type": format!("{TLS_TYPES}.UpstreamTlsContext"),
             "sni": "localhost",
             "common_tls_context": {
-                "tls_certificates": [certificate(&vault.client_cert)],
+                "tls_certificates": [certificate(client_cert)],
                 "validation_context": {
                     "trusted_ca": { "inline_string": self.ca_pem },
                     "match_typed_subject_alt_names": [{
@@ -233,13 +253,8 @@ impl EnvoyConfig {
                 },
             },
         });
-        json!({
-            "name": self.vault_cluster_name,
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "load_assignment": endpoints(&self.vault_cluster_name, vault.port),
-            "transport_socket": { "name": TLS_SOCKET, "typed_config": tls },
-        })
+        cluster["transport_socket"] = json!({ "name": TLS_SOCKET, "typed_config": tls });
+        cluster
     }
 }
 

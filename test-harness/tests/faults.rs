@@ -1,0 +1,143 @@
+//! Vault faults that real OpenBao cannot be made to produce, against a stand-in: every bad
+//! answer is refused with a stable error code, quickly, without its body reaching a log line or
+//! a reply, and without a retry storm.
+
+use std::time::{Duration, Instant};
+
+use latchkey_test_harness::scenario::{plugin_config, FaultyGateway};
+use latchkey_test_harness::{Fault, Response};
+use serde_json::{json, Value};
+
+/// Marks every faulty body, so the log scan can prove none of it was logged.
+const MARKER: &str = "leak-marker-7f3a";
+
+fn config() -> Value {
+    let mut config = plugin_config();
+    config["vault"]["timeout"] = json!("500ms");
+    config
+}
+
+fn error_code(response: &Response) -> String {
+    let body: Value = serde_json::from_str(&response.body).unwrap();
+    body["error"].as_str().unwrap().to_string()
+}
+
+fn assert_log_clean(gateway: &FaultyGateway) {
+    let log = gateway.envoy.log_contents();
+    assert!(!log.contains(MARKER), "a vault body reached Envoy's log");
+    assert!(!log.contains(latchkey_test_harness::faulty_vault::FAKE_VAULT_TOKEN));
+    assert!(!log.contains("panicked"), "the VM panicked");
+}
+
+#[test]
+fn malformed_answers_are_invalid_credentials_and_never_logged() {
+    let bodies: Vec<Vec<u8>> = vec![
+        format!("not json {MARKER}").into_bytes(),
+        format!(r#"{{"data":{{"data":{{"api_key":"{MARKER}""#).into_bytes(),
+        format!(r#"{{"data":{{"data":{{"api_key":5,"other":"{MARKER}"}}}}}}"#).into_bytes(),
+        format!(r#"{{"data":"{MARKER}"}}"#).into_bytes(),
+        format!("<html><body>{MARKER}</body></html>").into_bytes(),
+        format!(
+            r#"{{"data":{{"data":{{"api_key":"{}"}}}}}}"#,
+            MARKER.repeat(5_000)
+        )
+        .into_bytes(),
+    ];
+    // A failed fetch blocks its key for a back-off; keep it short so every case is fetched.
+    let mut config = config();
+    config["cache"] = json!({ "retry_backoff": "10ms", "retry_backoff_max": "50ms" });
+    let cases = bodies.len() as u64;
+    let gateway =
+        FaultyGateway::start("malformed_vault_answers", config, Fault::Body(vec![])).unwrap();
+    for (i, body) in bodies.into_iter().enumerate() {
+        gateway.vault.set_fault(Fault::Body(body));
+        std::thread::sleep(Duration::from_millis(100));
+        let response = gateway.call_api(&format!("/v1/charge/{i}")).unwrap();
+        assert_eq!(response.status, 502, "case {i}: {}", response.body);
+        assert_eq!(error_code(&response), "invalid_credential", "case {i}");
+        assert!(!response.body.contains(MARKER));
+    }
+    assert_eq!(
+        gateway.vault.calls().reads,
+        cases,
+        "every malformed answer was fetched"
+    );
+    assert_eq!(gateway.echo.requests_served(), 0);
+    assert_log_clean(&gateway);
+}
+
+#[test]
+fn a_value_that_would_split_headers_is_refused() {
+    let api_key = format!("{MARKER}\r\nx-injected: yes");
+    let gateway =
+        FaultyGateway::start("crlf_in_secret", config(), Fault::Healthy { api_key }).unwrap();
+    let response = gateway.call_api("/v1/charge").unwrap();
+    assert_eq!(response.status, 502, "{}", response.body);
+    assert_eq!(error_code(&response), "invalid_credential");
+    assert_eq!(gateway.echo.requests_served(), 0);
+    assert_log_clean(&gateway);
+}
+
+#[test]
+fn a_hanging_vault_is_answered_within_the_timeout() {
+    let gateway = FaultyGateway::start(
+        "hanging_vault",
+        config(),
+        Fault::Hang(Duration::from_secs(30)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let response = gateway.call_api("/v1/charge").unwrap();
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(error_code(&response), "vault_unavailable");
+    // The vault timeout is 500 ms; the client's own timeout is 10 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn vault_errors_are_unavailable_and_back_off() {
+    let gateway = FaultyGateway::start("vault_5xx_backoff", config(), Fault::Status(500)).unwrap();
+    for i in 0..10 {
+        let response = gateway.call_api(&format!("/v1/charge/{i}")).unwrap();
+        assert_eq!(response.status, 503, "{}", response.body);
+        assert_eq!(error_code(&response), "vault_unavailable");
+    }
+    // Ten requests in well under the first back-off step: one read, not ten.
+    assert_eq!(gateway.vault.calls().reads, 1);
+}
+
+#[test]
+fn retry_after_on_429_is_honoured() {
+    let fault = Fault::TooManyRequests {
+        retry_after_secs: 2,
+    };
+    let gateway = FaultyGateway::start("vault_429_retry_after", config(), fault).unwrap();
+    let first = gateway.call_api("/v1/a").unwrap();
+    assert_eq!(first.status, 503, "{}", first.body);
+    let asked = Instant::now();
+
+    gateway.vault.set_fault(Fault::Healthy {
+        api_key: "after-429".into(),
+    });
+    while asked.elapsed() < Duration::from_millis(1_800) {
+        assert_eq!(gateway.call_api("/v1/b").unwrap().status, 503);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        gateway.vault.calls().reads,
+        1,
+        "read again before Retry-After"
+    );
+
+    std::thread::sleep(Duration::from_millis(400));
+    let after = gateway.call_api("/v1/c").unwrap();
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(
+        after.echoed().unwrap().header_values("authorization"),
+        ["Bearer after-429"]
+    );
+}
