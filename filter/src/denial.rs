@@ -16,6 +16,28 @@ pub enum Denial {
 }
 
 impl Denial {
+    /// Every denial; the test below fails to compile when a variant is missing here.
+    pub const ALL: [Denial; 10] = [
+        Denial::NoIdentity,
+        Denial::UntrustedIdentity,
+        Denial::NoBinding,
+        Denial::IdentityUnusable,
+        Denial::VaultUnavailable,
+        Denial::VaultLoginFailed,
+        Denial::VaultDenied,
+        Denial::CredentialNotFound,
+        Denial::InvalidCredential,
+        Denial::NotConfigured,
+    ];
+
+    /// Position in [`Denial::ALL`].
+    pub fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|d| *d == self)
+            .unwrap_or_default()
+    }
+
     pub fn status(self) -> u32 {
         match self {
             Self::NoIdentity
@@ -70,6 +92,26 @@ impl Denial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_lists_every_denial_once() {
+        // Exhaustive on purpose: a new variant must be added here and to `ALL`.
+        let listed = |denial: Denial| match denial {
+            Denial::NoIdentity
+            | Denial::UntrustedIdentity
+            | Denial::NoBinding
+            | Denial::IdentityUnusable
+            | Denial::VaultUnavailable
+            | Denial::VaultLoginFailed
+            | Denial::VaultDenied
+            | Denial::CredentialNotFound
+            | Denial::InvalidCredential
+            | Denial::NotConfigured => Denial::ALL.contains(&denial),
+        };
+        assert!(Denial::ALL.iter().all(|d| listed(*d)));
+        let codes: std::collections::HashSet<_> = Denial::ALL.iter().map(|d| d.code()).collect();
+        assert_eq!(codes.len(), Denial::ALL.len());
+    }
 
     #[test]
     fn body_holds_code_and_message() {

@@ -60,6 +60,28 @@ pub fn begin<'c>(
     now_ms: u64,
     holder: u64,
 ) -> Decision<'c> {
+    begin_traced(context_id, config, request, store, now_ms, holder).0
+}
+
+/// What became known about a request on its way to a decision, for metrics and access logs.
+#[derive(Debug, Default)]
+pub struct Trace<'c> {
+    pub caller: Option<SpiffeId>,
+    pub binding: Option<&'c str>,
+    /// `hit`, `refresh`, `miss`, `wait` or `blocked`, once the cache was asked.
+    pub cache: Option<&'static str>,
+}
+
+/// [`begin`], also telling what it learnt on the way.
+pub fn begin_traced<'c>(
+    context_id: u32,
+    config: &'c Config,
+    request: &RequestView<'_>,
+    store: &dyn SharedStore,
+    now_ms: u64,
+    holder: u64,
+) -> (Decision<'c>, Trace<'c>) {
+    let mut trace = Trace::default();
     let caller = match identity::from_peer_uri_san(request.peer_uri_san, &config.trust_domains) {
         Ok(caller) => caller,
         Err(err) => {
@@ -68,9 +90,10 @@ pub fn begin<'c>(
                 IdentityError::Missing => Denial::NoIdentity,
                 _ => Denial::UntrustedIdentity,
             };
-            return Decision::Deny(denial);
+            return (Decision::Deny(denial), trace);
         }
     };
+    trace.caller = Some(caller.clone());
 
     let destination = Destination {
         authority: request.authority,
@@ -78,11 +101,13 @@ pub fn begin<'c>(
     };
     let Some((index, binding)) = binding::select(&config.bindings, &destination, &caller) else {
         log::debug!("[ctx {context_id}] caller={caller} no binding");
-        return match config.deny_unbound {
+        let decision = match config.deny_unbound {
             true => Decision::Deny(Denial::NoBinding),
             false => Decision::PassThrough,
         };
+        return (decision, trace);
     };
+    trace.binding = Some(&binding.name);
     let vault_path = match binding.credential.render_path(&caller) {
         Ok(path) => path,
         Err(VaultPathError::MissingPart { variable }) => {
@@ -90,9 +115,9 @@ pub fn begin<'c>(
                 "[ctx {context_id}] caller={caller} binding={} has no {{{variable}}} for its path",
                 binding.name
             );
-            return Decision::Deny(Denial::IdentityUnusable);
+            return (Decision::Deny(Denial::IdentityUnusable), trace);
         }
-        Err(VaultPathError::Unsafe) => return Decision::Deny(Denial::IdentityUnusable),
+        Err(VaultPathError::Unsafe) => return (Decision::Deny(Denial::IdentityUnusable), trace),
     };
 
     let key = cache::credential_key(
@@ -108,23 +133,18 @@ pub fn begin<'c>(
         key,
     };
     let decision = resolve(context_id, config, pending, store, now_ms, holder);
-    if log::log_enabled!(log::Level::Debug) {
-        let outcome = match &decision {
-            Decision::Inject {
-                refresh: Some(_), ..
-            } => "hit, refreshing",
-            Decision::Inject { .. } => "hit",
-            Decision::Wait { fetch: Some(_), .. } => "miss, fetching",
-            Decision::Wait { .. } => "miss, waiting for a fetch in flight",
-            Decision::Deny(_) => "blocked",
-            Decision::PassThrough => "pass",
-        };
-        log::debug!(
-            "[ctx {context_id}] binding={} cache {outcome}",
-            binding.name
-        );
-    }
-    decision
+    let cache = match &decision {
+        Decision::Inject {
+            refresh: Some(_), ..
+        } => "refresh",
+        Decision::Inject { key: Some(_), .. } => "hit",
+        Decision::Wait { fetch: Some(_), .. } => "miss",
+        Decision::Wait { .. } => "wait",
+        Decision::Inject { .. } | Decision::Deny(_) | Decision::PassThrough => "blocked",
+    };
+    log::debug!("[ctx {context_id}] binding={} cache {cache}", binding.name);
+    trace.cache = Some(cache);
+    (decision, trace)
 }
 
 /// What a request does now about its credential: also how a waiting request is re-checked

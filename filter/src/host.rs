@@ -4,9 +4,10 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use crate::cache::{SharedStore, StoreError};
+use crate::metrics::{self, Counter, MetricSink};
 
 /// Shared data of this VM id: one store per Envoy process, shared by all workers.
 pub struct SharedData;
@@ -140,4 +141,57 @@ pub fn send_local_reply(status: u32, body: &[u8], headers: &[(&str, &str)]) -> R
 
 pub fn resume_request() -> Result<(), Status> {
     hostcalls::resume_http_request()
+}
+
+/// The filter's metrics, defined once per VM; Envoy adds up the VMs' values by name.
+pub struct HostMetrics {
+    counters: Vec<Option<u32>>,
+    vault_latency: Option<u32>,
+    cache_entries: Option<u32>,
+}
+
+impl HostMetrics {
+    pub fn define() -> Self {
+        let define = |kind, name: &str| match hostcalls::define_metric(kind, name) {
+            Ok(id) => Some(id),
+            Err(status) => {
+                log::warn!("metric {name} not defined: {status:?}");
+                None
+            }
+        };
+        let counters = Counter::all()
+            .into_iter()
+            .map(|c| define(MetricType::Counter, &c.name()))
+            .collect();
+        Self {
+            counters,
+            vault_latency: define(MetricType::Histogram, metrics::VAULT_LATENCY),
+            cache_entries: define(MetricType::Gauge, metrics::CACHE_ENTRIES),
+        }
+    }
+}
+
+impl MetricSink for HostMetrics {
+    fn increment(&self, counter: Counter) {
+        if let Some(Some(id)) = self.counters.get(counter.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+
+    fn record_vault_latency_ms(&self, millis: u64) {
+        if let Some(id) = self.vault_latency {
+            let _ = hostcalls::record_metric(id, millis);
+        }
+    }
+
+    fn entry_created(&self) {
+        if let Some(id) = self.cache_entries {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    }
+}
+
+/// Sets filter state that access logs read as `%FILTER_STATE(wasm.<name>:PLAIN)%`.
+pub fn set_filter_state(name: &str, value: &[u8]) -> Result<(), Status> {
+    hostcalls::set_property(vec![name], Some(value))
 }

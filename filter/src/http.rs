@@ -11,22 +11,30 @@ use proxy_wasm::types::Action;
 use crate::cache;
 use crate::config::Config;
 use crate::denial::Denial;
-use crate::flow::{self, Decision, RequestView};
-use crate::host::{self, SharedData};
+use crate::flow::{self, Decision, RequestView, Trace};
+use crate::host::{self, HostMetrics, SharedData};
+use crate::metrics::{Counter, MetricSink};
 use crate::worker::{Waiter, Worker};
 
 pub struct RequestContext {
     context_id: u32,
     config: Rc<Config>,
     worker: Rc<RefCell<Worker>>,
+    metrics: Rc<HostMetrics>,
 }
 
 impl RequestContext {
-    pub fn new(context_id: u32, config: Rc<Config>, worker: Rc<RefCell<Worker>>) -> Self {
+    pub fn new(
+        context_id: u32,
+        config: Rc<Config>,
+        worker: Rc<RefCell<Worker>>,
+        metrics: Rc<HostMetrics>,
+    ) -> Self {
         Self {
             context_id,
             config,
             worker,
+            metrics,
         }
     }
 }
@@ -38,15 +46,20 @@ pub enum Carried {
     Hold,
 }
 
-/// Carries out `decision` for the request host calls act on now (see `host::act_on`).
+/// Carries out `decision` for the request host calls act on now (see `host::act_on`), and
+/// counts how the request ended when it ends here.
 pub fn carry_out(
     context_id: u32,
     config: &Config,
     decision: Decision<'_>,
     worker: &RefCell<Worker>,
+    metrics: &dyn MetricSink,
 ) -> Carried {
     match decision {
-        Decision::PassThrough => Carried::Go,
+        Decision::PassThrough => {
+            metrics.increment(Counter::PassedThrough);
+            Carried::Go
+        }
         Decision::Inject {
             strip,
             set,
@@ -57,9 +70,13 @@ pub fn carry_out(
                 start_soon(worker, job);
             }
             if let Err(denial) = rewrite_headers(context_id, strip, &set) {
-                deny(context_id, denial);
+                deny(context_id, denial, metrics);
                 return Carried::Hold;
             }
+            metrics.increment(match set.is_empty() {
+                true => Counter::ForwardedWithoutCredential,
+                false => Counter::Injected,
+            });
             if let (Some(key), false) = (key, set.is_empty()) {
                 worker.borrow_mut().record_injection(context_id, key);
             }
@@ -78,7 +95,7 @@ pub fn carry_out(
             Carried::Hold
         }
         Decision::Deny(denial) => {
-            deny(context_id, denial);
+            deny(context_id, denial, metrics);
             Carried::Hold
         }
     }
@@ -116,7 +133,8 @@ fn rewrite_headers(
     Ok(())
 }
 
-pub fn deny(context_id: u32, denial: Denial) {
+pub fn deny(context_id: u32, denial: Denial, metrics: &dyn MetricSink) {
+    metrics.increment(Counter::Denied(denial));
     log::debug!(
         "[ctx {context_id}] denied {} {}",
         denial.status(),
@@ -134,6 +152,42 @@ pub fn deny(context_id: u32, denial: Denial) {
 fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
+
+impl RequestContext {
+    /// Counts the cache outcome and leaves what access logs may show as filter state.
+    fn record(&self, trace: &Trace<'_>) {
+        let counter = match trace.cache {
+            Some("hit") => Some(Counter::CacheHit),
+            Some("refresh") => Some(Counter::CacheRefresh),
+            Some("miss") => Some(Counter::CacheMiss),
+            Some("wait") => Some(Counter::CacheWait),
+            _ => None,
+        };
+        if let Some(counter) = counter {
+            self.metrics.increment(counter);
+        }
+        let states = [
+            (CALLER_STATE, trace.caller.as_ref().map(|id| id.as_str())),
+            (BINDING_STATE, trace.binding),
+            (CACHE_STATE, trace.cache),
+        ];
+        for (name, value) in states {
+            if let Some(value) = value {
+                if let Err(status) = host::set_filter_state(name, value.as_bytes()) {
+                    log::debug!(
+                        "[ctx {}] filter state {name} not set: {status:?}",
+                        self.context_id
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Filter state for access logs: `%FILTER_STATE(wasm.latchkey.caller:PLAIN)%` and so on.
+pub const CALLER_STATE: &str = "latchkey.caller";
+pub const BINDING_STATE: &str = "latchkey.binding";
+pub const CACHE_STATE: &str = "latchkey.cache";
 
 impl Context for RequestContext {
     fn on_done(&mut self) -> bool {
@@ -154,16 +208,17 @@ impl HttpContext for RequestContext {
         };
 
         let holder = self.worker.borrow_mut().next_holder();
-        let config = &self.config;
-        let decision = flow::begin(
+        let (config, now) = (&self.config, host::now_ms());
+        let (decision, trace) =
+            flow::begin_traced(self.context_id, config, &request, &SharedData, now, holder);
+        self.record(&trace);
+        match carry_out(
             self.context_id,
             config,
-            &request,
-            &SharedData,
-            host::now_ms(),
-            holder,
-        );
-        match carry_out(self.context_id, config, decision, &self.worker) {
+            decision,
+            &self.worker,
+            &*self.metrics,
+        ) {
             Carried::Go => Action::Continue,
             Carried::Hold => Action::Pause,
         }
@@ -177,6 +232,7 @@ impl HttpContext for RequestContext {
         if matches!(host::response_status(), Some(401 | 403)) {
             let policy = &self.config.cache;
             if cache::invalidate(&SharedData, policy, &key, host::now_ms()) {
+                self.metrics.increment(Counter::CacheInvalidation);
                 log::info!(
                     "[ctx {}] upstream refused the credential; invalidated",
                     self.context_id

@@ -19,6 +19,7 @@ pub mod denial;
 pub mod flow;
 pub mod identity;
 pub mod inject;
+pub mod metrics;
 pub mod template;
 pub mod vault;
 pub mod worker;

@@ -14,8 +14,9 @@ use proxy_wasm::types::{Action, ContextType};
 use crate::config::Config;
 use crate::denial::Denial;
 use crate::flow::{self, Job, JobEnv, JobStep, VaultAnswer};
-use crate::host::{self, SharedData};
+use crate::host::{self, HostMetrics, SharedData};
 use crate::http::{self, Carried, RequestContext};
+use crate::metrics::MetricSink;
 use crate::vault::{self, MAX_BODY_BYTES};
 use crate::worker::Worker;
 
@@ -26,10 +27,18 @@ pub struct Root {
     context_id: u32,
     config: Option<Rc<Config>>,
     worker: Rc<RefCell<Worker>>,
-    /// Vault calls in flight, by callout token, with the deadline this filter gives them.
-    in_flight: HashMap<u32, (Job, u64)>,
+    metrics: Rc<HostMetrics>,
+    /// Vault calls in flight, by callout token.
+    in_flight: HashMap<u32, InFlight>,
     /// Jobs waiting for another job's login.
     awaiting_token: Vec<Job>,
+}
+
+struct InFlight {
+    job: Job,
+    dispatched_ms: u64,
+    /// This filter's own deadline, independent of Envoy's dispatch timeout.
+    deadline_ms: u64,
 }
 
 impl Root {
@@ -38,15 +47,17 @@ impl Root {
             context_id,
             config: None,
             worker: Rc::new(RefCell::new(Worker::new(host::entropy()))),
+            metrics: Rc::new(HostMetrics::define()),
             in_flight: HashMap::new(),
             awaiting_token: Vec::new(),
         }
     }
 
-    fn env<'a>(&self, config: &'a Config) -> JobEnv<'a> {
+    fn env<'a>(&'a self, config: &'a Config) -> JobEnv<'a> {
         JobEnv {
             config,
             store: &SharedData,
+            metrics: &*self.metrics,
             now_ms: host::now_ms(),
             entropy: host::entropy(),
         }
@@ -69,8 +80,17 @@ impl Root {
                 let body = request.body.as_deref();
                 match host::dispatch(&vault.cluster, &request.headers, body, vault.timeout) {
                     Ok(token) => {
-                        let deadline = host::now_ms().saturating_add(millis(vault.timeout) + 1_000);
-                        self.in_flight.insert(token, (job, deadline));
+                        let dispatched_ms = host::now_ms();
+                        let deadline_ms =
+                            dispatched_ms.saturating_add(millis(vault.timeout) + 1_000);
+                        self.in_flight.insert(
+                            token,
+                            InFlight {
+                                job,
+                                dispatched_ms,
+                                deadline_ms,
+                            },
+                        );
                     }
                     Err(status) => {
                         log::error!(
@@ -120,7 +140,8 @@ impl Root {
                     decision => decision,
                 }
             };
-            if http::carry_out(context_id, config, decision, &self.worker) == Carried::Go {
+            let metrics = &*self.metrics;
+            if http::carry_out(context_id, config, decision, &self.worker, metrics) == Carried::Go {
                 if let Err(status) = host::resume_request() {
                     log::debug!("[ctx {context_id}] resume failed: {status:?}");
                 }
@@ -136,11 +157,11 @@ impl Root {
         let overdue: Vec<u32> = self
             .in_flight
             .iter()
-            .filter(|(_, (_, deadline))| now >= *deadline)
+            .filter(|(_, call)| now >= call.deadline_ms)
             .map(|(token, _)| *token)
             .collect();
         for token in overdue {
-            if let Some((mut job, _)) = self.in_flight.remove(&token) {
+            if let Some(InFlight { mut job, .. }) = self.in_flight.remove(&token) {
                 let step = job.abandon(&self.env(config));
                 self.advance(config, job, step);
             }
@@ -153,9 +174,16 @@ impl Context for Root {
         let Some(config) = self.config.clone() else {
             return;
         };
-        let Some((mut job, _)) = self.in_flight.remove(&token) else {
+        let Some(InFlight {
+            mut job,
+            dispatched_ms,
+            ..
+        }) = self.in_flight.remove(&token)
+        else {
             return;
         };
+        let latency = host::now_ms().saturating_sub(dispatched_ms);
+        self.metrics.record_vault_latency_ms(latency);
         // Envoy synthesises a status for failed calls (503 refused, 504 timeout).
         let status = host::call_response_status().unwrap_or(0);
         let retry_after = host::call_response_header("retry-after")
@@ -246,8 +274,9 @@ impl RootContext for Root {
                 context_id,
                 Rc::clone(config),
                 Rc::clone(&self.worker),
+                Rc::clone(&self.metrics),
             )),
-            None => Box::new(Unconfigured),
+            None => Box::new(Unconfigured(Rc::clone(&self.metrics))),
         })
     }
 
@@ -257,13 +286,13 @@ impl RootContext for Root {
 }
 
 /// Answers 503 `not_configured` to every request.
-struct Unconfigured;
+struct Unconfigured(Rc<HostMetrics>);
 
 impl Context for Unconfigured {}
 
 impl HttpContext for Unconfigured {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        http::deny(0, Denial::NotConfigured);
+        http::deny(0, Denial::NotConfigured, &*self.0);
         Action::Pause
     }
 }

@@ -16,6 +16,7 @@ pub mod http_server;
 mod openbao;
 mod pki;
 mod poll;
+pub use poll::until as poll_until;
 pub mod ports;
 pub mod process;
 pub mod scenario;

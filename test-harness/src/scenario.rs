@@ -77,6 +77,16 @@ impl Gateway {
 
     /// Like [`Gateway::start_with`] with `workers` Envoy worker threads.
     pub fn start_with_workers(name: &str, plugin_config: Value, workers: u32) -> Result<Gateway> {
+        Self::start_customized(name, plugin_config, |_, config| config.concurrency(workers))
+    }
+
+    /// Like [`Gateway::start_with`], with a last say on Envoy's configuration; `customize` gets
+    /// the test directory too, for files such as an access log.
+    pub fn start_customized(
+        name: &str,
+        plugin_config: Value,
+        customize: impl FnOnce(&TestDir, EnvoyConfig) -> EnvoyConfig,
+    ) -> Result<Gateway> {
         let dir = TestDir::new(name)?;
         let pki = Pki::new()?;
         let openbao = OpenBao::start(&dir, &pki)?;
@@ -86,9 +96,8 @@ impl Gateway {
         let echo = EchoUpstream::start()?;
         let config = EnvoyConfig::new(&pki, echo.port())?
             .vault(openbao.tls_port(), &pki.svid(PROXY_SPIFFE_ID)?)
-            .wasm_filter(wasm_module()?, plugin_config)
-            .concurrency(workers);
-        let envoy = Envoy::start(&dir, config)?;
+            .wasm_filter(wasm_module()?, plugin_config);
+        let envoy = Envoy::start(&dir, customize(&dir, config))?;
         Ok(Gateway {
             envoy,
             echo,

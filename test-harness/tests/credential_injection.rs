@@ -189,3 +189,74 @@ fn config_naming_an_unknown_field_is_refused_by_envoy_validate() {
         "{err}"
     );
 }
+
+#[test]
+fn metrics_count_outcomes_cache_and_vault_calls() {
+    let gateway = Gateway::start("metrics_in_stats").unwrap();
+    let app = gateway.checkout().unwrap();
+    for path in ["/v1/a", "/v1/b", "/v1/c"] {
+        assert_eq!(gateway.call_api(&app, path, &[]).unwrap().status, 200);
+    }
+    let anonymous = gateway.client(None).unwrap();
+    assert_eq!(
+        gateway.call_api(&anonymous, "/v1/d", &[]).unwrap().status,
+        403
+    );
+
+    let stat = |name: &str| {
+        gateway
+            .envoy
+            .stat(&format!("wasmcustom.latchkey.{name}"))
+            .unwrap()
+    };
+    assert_eq!(stat("requests.injected"), Some(3));
+    assert_eq!(stat("requests.denied.no_identity"), Some(1));
+    assert_eq!(stat("cache.misses"), Some(1));
+    assert_eq!(stat("cache.hits"), Some(2));
+    assert_eq!(stat("vault.login.ok"), Some(1));
+    assert_eq!(stat("vault.read.ok"), Some(1));
+    assert_eq!(
+        stat("cache.entries"),
+        Some(2),
+        "the credential's slot and the token's"
+    );
+    let prometheus = gateway.envoy.admin_get("/stats/prometheus").unwrap();
+    assert!(
+        prometheus.contains("latchkey_requests_injected"),
+        "not in Prometheus output"
+    );
+}
+
+#[test]
+fn access_logs_show_caller_binding_and_cache_outcome() {
+    let format = "%RESPONSE_CODE% caller=%FILTER_STATE(wasm.latchkey.caller:PLAIN)% \
+                  binding=%FILTER_STATE(wasm.latchkey.binding:PLAIN)% \
+                  cache=%FILTER_STATE(wasm.latchkey.cache:PLAIN)%\n";
+    let gateway =
+        Gateway::start_customized("access_log_filter_state", plugin_config(), |dir, c| {
+            c.access_log(dir.path("access.log"), format)
+        })
+        .unwrap();
+    let app = gateway.checkout().unwrap();
+    for path in ["/v1/a", "/v1/b"] {
+        assert_eq!(gateway.call_api(&app, path, &[]).unwrap().status, 200);
+    }
+    let anonymous = gateway.client(None).unwrap();
+    assert_eq!(
+        gateway.call_api(&anonymous, "/v1/c", &[]).unwrap().status,
+        403
+    );
+
+    // Envoy flushes access logs on a timer; wait for all three lines.
+    let log_path = gateway.dir.path("access.log");
+    let lines = latchkey_test_harness::poll_until(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(String::from).collect();
+        (lines.len() >= 3).then_some(lines)
+    })
+    .expect("three access log lines");
+    let caller = "caller=spiffe://example.org/ns/payments/sa/checkout binding=payments-api";
+    assert_eq!(lines[0], format!("200 {caller} cache=miss"));
+    assert_eq!(lines[1], format!("200 {caller} cache=hit"));
+    assert_eq!(lines[2], "403 caller=- binding=- cache=-");
+}

@@ -84,6 +84,18 @@ pub struct Claim {
     pub key: String,
     pub slot_key: String,
     pub holder: u64,
+    /// What taking the slot did to it, for the entry and eviction metrics.
+    pub placement: Placement,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// The slot already held this key, or nothing readable.
+    Kept,
+    /// The slot key did not exist: one more entry in shared data.
+    Created,
+    /// The slot held another key, which is gone now.
+    Evicted,
 }
 
 /// How a fetch ended.
@@ -109,6 +121,7 @@ struct Target {
     cas: Option<u32>,
     /// The slot's contents when it holds this key; a new empty slot otherwise (eviction).
     slot: Slot,
+    placement: Placement,
 }
 
 impl Target {
@@ -144,6 +157,7 @@ fn locate(store: &dyn SharedStore, policy: &CachePolicy, key: &str, now_ms: u64)
                 slot_key: first,
                 cas: Some(*cas),
                 slot: slot.clone(),
+                placement: Placement::Kept,
             };
         }
     }
@@ -154,6 +168,7 @@ fn locate(store: &dyn SharedStore, policy: &CachePolicy, key: &str, now_ms: u64)
                 slot_key: second,
                 cas: Some(*cas),
                 slot: slot.clone(),
+                placement: Placement::Kept,
             };
         }
     }
@@ -171,10 +186,16 @@ fn locate(store: &dyn SharedStore, policy: &CachePolicy, key: &str, now_ms: u64)
     } else {
         (first, first_read)
     };
+    let placement = match &read {
+        None => Placement::Created,
+        Some((None, _)) => Placement::Kept,
+        Some((Some(_), _)) => Placement::Evicted,
+    };
     Target {
         slot_key,
         cas: read.map(|(_, cas)| cas),
         slot: Slot::empty(key),
+        placement,
     }
 }
 
@@ -204,7 +225,7 @@ pub fn lookup(
             });
             match target.write(store, &slot) {
                 Ok(()) => {
-                    let refresh = Some(claim(key, target.slot_key, holder));
+                    let refresh = Some(claim(key, target, holder));
                     return Lookup::Hit { values, refresh };
                 }
                 // Someone else refreshes, or the slot moved on; the credential is still good.
@@ -227,7 +248,7 @@ pub fn lookup(
             until_ms: now_ms.saturating_add(policy.lease_ms),
         });
         match target.write(store, &slot) {
-            Ok(()) => return Lookup::Fetch(claim(key, target.slot_key, holder)),
+            Ok(()) => return Lookup::Fetch(claim(key, target, holder)),
             Err(StoreError::CasMismatch) => continue,
             Err(StoreError::Failed) => break,
         }
@@ -236,11 +257,12 @@ pub fn lookup(
     Lookup::Wait
 }
 
-fn claim(key: &str, slot_key: String, holder: u64) -> Claim {
+fn claim(key: &str, target: Target, holder: u64) -> Claim {
     Claim {
         key: key.to_string(),
-        slot_key,
+        slot_key: target.slot_key,
         holder,
+        placement: target.placement,
     }
 }
 

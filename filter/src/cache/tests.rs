@@ -381,3 +381,23 @@ fn unreadable_slot_is_replaced() {
         Lookup::Fetch(_)
     ));
 }
+
+#[test]
+fn claims_report_how_they_placed_the_key() {
+    let policy = CachePolicy {
+        slots: 2,
+        ..policy()
+    };
+    let store = FakeStore::default();
+    let place = |key: &str, at: u64| match lookup(&store, &policy, key, at, 1) {
+        Lookup::Fetch(claim) => {
+            let placement = claim.placement;
+            complete(&store, &policy, &claim, &fetched(), at, 0).unwrap();
+            placement
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(place("a", 0), Placement::Created);
+    assert_eq!(place("b", 1), Placement::Created);
+    assert_eq!(place("c", 2), Placement::Evicted);
+}

@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use super::{millis, Pending};
-use crate::cache::{self, Claim, Completion, Lookup, SharedStore};
+use crate::cache::{self, Claim, Completion, Lookup, Placement, SharedStore};
 use crate::config::{Config, VaultAuth};
 use crate::denial::Denial;
 use crate::inject;
+use crate::metrics::{Counter, MetricSink, VaultCall, VaultOutcome};
 use crate::vault::{self, VaultError, VaultLogin, VaultRequest};
 
 /// A vault token without a lease (periodic or root-like) is still re-fetched this often.
@@ -28,6 +29,7 @@ pub struct Job {
     token_claim: Option<Claim>,
     /// A cached token was refused once and replaced; a second refusal is a real denial.
     relogged: bool,
+    unreported_placement: Option<Placement>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,18 @@ enum Stage {
     Renewing,
     LoggingIn,
     Reading { token_from_cache: bool },
+}
+
+impl Stage {
+    /// The vault call in flight in this stage.
+    fn call(self) -> Option<VaultCall> {
+        match self {
+            Stage::Start => None,
+            Stage::Renewing => Some(VaultCall::Renew),
+            Stage::LoggingIn => Some(VaultCall::Login),
+            Stage::Reading { .. } => Some(VaultCall::Read),
+        }
+    }
 }
 
 /// What the root context does next for a job.
@@ -60,6 +74,7 @@ pub struct VaultAnswer<'a> {
 pub struct JobEnv<'a> {
     pub config: &'a Config,
     pub store: &'a dyn SharedStore,
+    pub metrics: &'a dyn MetricSink,
     pub now_ms: u64,
     /// Random bits for refresh and back-off jitter.
     pub entropy: u64,
@@ -70,6 +85,7 @@ impl Job {
         Self {
             context_id,
             pending,
+            unreported_placement: Some(claim.placement),
             claim,
             stage: Stage::Start,
             token_claim: None,
@@ -83,6 +99,9 @@ impl Job {
 
     /// Finds a vault token (or the lease to log in for one) and makes the first call.
     pub fn start(&mut self, env: &JobEnv<'_>) -> JobStep {
+        if let Some(placement) = self.unreported_placement.take() {
+            report_placement(env, placement);
+        }
         let key = token_key(env.config);
         let (store, policy, now) = (env.store, &env.config.cache, env.now_ms);
         match cache::lookup(store, policy, &key, now, self.claim.holder) {
@@ -109,6 +128,7 @@ impl Job {
                 }
             }
             Lookup::Fetch(claim) => {
+                report_placement(env, claim.placement);
                 self.token_claim = Some(claim);
                 self.log_in(env)
             }
@@ -133,6 +153,9 @@ impl Job {
 
     /// The call could not be dispatched or outlived its deadline.
     pub fn abandon(&mut self, env: &JobEnv<'_>) -> JobStep {
+        if let Some(call) = self.stage.call() {
+            count(env, call, VaultOutcome::Abandoned);
+        }
         log::warn!(
             "[ctx {}] vault call abandoned key={}",
             self.context_id,
@@ -146,7 +169,9 @@ impl Job {
     }
 
     fn on_renewal(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
-        match vault::parse_login(answer.status, answer.body) {
+        let renewal = vault::parse_login(answer.status, answer.body);
+        count(env, VaultCall::Renew, outcome(renewal.as_ref().err()));
+        match renewal {
             // Near its max TTL a token renews for ever shorter leases: log in anew instead.
             Ok(renewed) if renewed.lease >= MIN_RENEWED_LEASE => {
                 log::info!(
@@ -191,7 +216,9 @@ impl Job {
     }
 
     fn on_login(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
-        let login = match vault::parse_login(answer.status, answer.body) {
+        let login = vault::parse_login(answer.status, answer.body);
+        count(env, VaultCall::Login, outcome(login.as_ref().err()));
+        let login = match login {
             Ok(login) => login,
             Err(err) => {
                 self.log_failure("login", &err);
@@ -234,6 +261,15 @@ impl Job {
             required,
             env.now_ms,
         );
+        let rendered = parsed
+            .as_ref()
+            .ok()
+            .map(|secret| inject::render(binding, &secret.fields));
+        let read_outcome = match &rendered {
+            Some(Err(_)) => VaultOutcome::InvalidValue,
+            _ => outcome(parsed.as_ref().err()),
+        };
+        count(env, VaultCall::Read, read_outcome);
         let secret = match parsed {
             Ok(secret) => secret,
             Err(VaultError::Denied { .. }) if cached && !self.relogged => {
@@ -265,9 +301,10 @@ impl Job {
                 return self.finish(env, completion);
             }
         };
-        let headers = match inject::render(binding, &secret.fields) {
-            Ok(headers) => headers,
-            Err(err) => {
+        let headers = match rendered {
+            Some(Ok(headers)) => headers,
+            None => return self.finish(env, failed(Denial::InvalidCredential, None)),
+            Some(Err(err)) => {
                 log::warn!(
                     "[ctx {}] binding={} credential unusable: {err}",
                     self.context_id,
@@ -345,6 +382,31 @@ impl Job {
             self.pending.vault_path,
             err.reason()
         );
+    }
+}
+
+/// What taking a slot did: one more entry in shared data, or another key evicted.
+fn report_placement(env: &JobEnv<'_>, placement: Placement) {
+    match placement {
+        Placement::Created => env.metrics.entry_created(),
+        Placement::Evicted => env.metrics.increment(Counter::CacheEviction),
+        Placement::Kept => {}
+    }
+}
+
+fn count(env: &JobEnv<'_>, call: VaultCall, outcome: VaultOutcome) {
+    env.metrics.increment(Counter::VaultCall(call, outcome));
+}
+
+fn outcome(err: Option<&VaultError>) -> VaultOutcome {
+    match err {
+        None => VaultOutcome::Ok,
+        Some(VaultError::Denied { .. }) => VaultOutcome::Denied,
+        Some(VaultError::NotFound) => VaultOutcome::NotFound,
+        Some(VaultError::Unavailable { .. }) => VaultOutcome::Unavailable,
+        Some(VaultError::Malformed { .. }) => VaultOutcome::Malformed,
+        Some(VaultError::TooLarge { .. }) => VaultOutcome::TooLarge,
+        Some(VaultError::MissingField { .. }) => VaultOutcome::MissingField,
     }
 }
 

@@ -2,6 +2,8 @@ use serde_json::json;
 
 use super::*;
 use crate::cache::fake::FakeStore;
+use crate::metrics::fake::Recorded;
+use crate::metrics::{Counter, Unmeasured, VaultCall, VaultOutcome};
 
 const CHECKOUT: &[u8] = b"spiffe://example.org/ns/payments/sa/checkout";
 const LOGIN_OK: &[u8] = br#"{"auth":{"client_token":"s.proxy-token","lease_duration":3600}}"#;
@@ -47,6 +49,7 @@ fn env<'a>(config: &'a Config, store: &'a FakeStore, now_ms: u64) -> JobEnv<'a> 
     JobEnv {
         config,
         store,
+        metrics: &Unmeasured,
         now_ms,
         entropy: 0,
     }
@@ -410,4 +413,29 @@ fn a_token_that_cannot_be_renewed_is_replaced_by_a_login() {
         called(job.start(&env(&config, &store, later))),
         "/v1/auth/cert/login"
     );
+}
+
+#[test]
+fn every_vault_call_is_counted_by_outcome() {
+    let config = config("deny");
+    let store = FakeStore::default();
+    let recorded = Recorded::default();
+    let env = JobEnv {
+        config: &config,
+        store: &store,
+        metrics: &recorded,
+        now_ms: NOW,
+        entropy: 0,
+    };
+    let (_, mut job) = cold(&config, &store, NOW, 1);
+    job.start(&env);
+    job.on_answer(&env, &ok(200, LOGIN_OK));
+    job.on_answer(&env, &ok(200, br#"{"data":{"data":{"api_key":"a\nb"}}}"#));
+    assert_eq!(
+        recorded.count(Counter::VaultCall(VaultCall::Login, VaultOutcome::Ok)),
+        1
+    );
+    let invalid = Counter::VaultCall(VaultCall::Read, VaultOutcome::InvalidValue);
+    assert_eq!(recorded.count(invalid), 1);
+    assert_eq!(recorded.counters.borrow().len(), 2);
 }

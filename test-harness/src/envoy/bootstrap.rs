@@ -36,6 +36,7 @@ pub struct EnvoyConfig {
     vault_cluster_name: String,
     pub(crate) concurrency: u32,
     pub(crate) wasm_log_level: String,
+    access_log: Option<(PathBuf, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +68,7 @@ impl EnvoyConfig {
             vault_cluster_name: DEFAULT_VAULT_CLUSTER.to_string(),
             concurrency: 1,
             wasm_log_level: "debug".to_string(),
+            access_log: None,
         })
     }
 
@@ -142,6 +144,12 @@ impl EnvoyConfig {
         self
     }
 
+    /// Writes an access log line per request to `path` in Envoy's `format`.
+    pub fn access_log(mut self, path: impl Into<PathBuf>, format: &str) -> Self {
+        self.access_log = Some((path.into(), format.to_string()));
+        self
+    }
+
     /// The bootstrap as JSON.
     pub fn bootstrap(&self) -> Value {
         let mut clusters = vec![self.upstream_cluster()];
@@ -206,6 +214,17 @@ impl EnvoyConfig {
             },
             "http_filters": http_filters,
         });
+        let mut hcm = hcm;
+        if let Some((path, format)) = &self.access_log {
+            hcm["access_log"] = json!([{
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": path,
+                    "log_format": { "text_format_source": { "inline_string": format } },
+                },
+            }]);
+        }
 
         json!({
             "name": LISTENER_NAME,

@@ -56,6 +56,8 @@ impl Envoy {
             .arg("--use-dynamic-base-id")
             .arg("--concurrency")
             .arg(config.concurrency.to_string())
+            // Access log files are flushed every 10 s by default; tests read them sooner.
+            .args(["--file-flush-interval-msec", "100"])
             .args(["-l", "info"])
             .arg("--component-log-level")
             .arg(format!("wasm:{}", config.wasm_log_level));
