@@ -29,9 +29,18 @@ fn accepts_the_egress_gateway_recipes_and_the_shipped_gateway() {
     ]);
     let text = stdout(&output);
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("WasmPlugin istio-system/latchkey-egress: ok (1 bindings)"), "{text}");
-    assert!(text.contains("TrafficExtension istio-system/latchkey-egress: ok"), "{text}");
-    assert!(text.contains("envoy/gateway.yaml: Envoy wasm filter latchkey: ok"), "{text}");
+    assert!(
+        text.contains("WasmPlugin istio-system/latchkey-egress: ok (1 bindings)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("TrafficExtension istio-system/latchkey-egress: ok"),
+        "{text}"
+    );
+    assert!(
+        text.contains("envoy/gateway.yaml: Envoy wasm filter latchkey: ok"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -40,7 +49,8 @@ fn names_the_refused_field_and_exits_1() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("bad.json");
     let config = r#"{"version": 1,
-        "vault": {"cluster": "vault", "authority": "vault", "auth": {"method": "cert", "role": "r"}},
+        "vault": {"cluster": "vault", "authority": "vault",
+                  "auth": {"method": "cert", "role": "r"}},
         "identity": {"trust_domains": ["example.org"]},
         "bindings": [{"name": "b", "match": {"hosts": ["h"]},
                       "credential": {"engine": "kv2", "mount": "secret", "path": "apps/{caller}"},
@@ -51,7 +61,10 @@ fn names_the_refused_field_and_exits_1() {
 
     assert_eq!(output.status.code(), Some(1));
     let text = stdout(&output);
-    assert!(text.contains("refused: bindings[0].credential.path: {caller} is not an identity part"), "{text}");
+    assert!(
+        text.contains("refused: bindings[0].credential.path: {caller} is not an identity part"),
+        "{text}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -84,12 +97,26 @@ fn explains_binding_vault_path_and_injection_for_a_caller() {
 fn explains_refusals_and_pass_through() {
     let args = |caller: &'static str, path: &'static str| {
         let file = "examples/istio/07-wasmplugin-egress-gateway.yaml";
-        stdout(&check(&[file, "--caller", caller, "--host", "api.payments.example", "--path", path]))
+        stdout(&check(&[
+            file,
+            "--caller",
+            caller,
+            "--host",
+            "api.payments.example",
+            "--path",
+            path,
+        ]))
     };
     let foreign = args("spiffe://example.org/ns/payments/sa/checkout", "/v1/charge");
-    assert!(foreign.contains("refused, 403 untrusted_identity"), "{foreign}");
+    assert!(
+        foreign.contains("refused, 403 untrusted_identity"),
+        "{foreign}"
+    );
     let other_ns = args("spiffe://cluster.local/ns/orders/sa/api", "/v1/charge");
-    assert!(other_ns.contains("no binding matches; forwarded untouched"), "{other_ns}");
+    assert!(
+        other_ns.contains("no binding matches; forwarded untouched"),
+        "{other_ns}"
+    );
 }
 
 #[test]

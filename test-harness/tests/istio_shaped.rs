@@ -132,7 +132,10 @@ fn failure_policy(fail_strategy: &Value) -> &'static str {
 /// The node an Istio egress gateway's agent writes into the bootstrap.
 fn egress_gateway_node() -> Value {
     json!({
-        "id": "router~10.0.0.7~istio-egressgateway-7d9f-x2x4p.istio-system~istio-system.svc.cluster.local",
+        "id": concat!(
+            "router~10.0.0.7~istio-egressgateway-7d9f-x2x4p.istio-system",
+            "~istio-system.svc.cluster.local"
+        ),
         "cluster": "istio-egressgateway.istio-system",
         "metadata": {
             "NAMESPACE": "istio-system",

@@ -73,6 +73,10 @@ fn localise(dir: &TestDir, vault_port: u16, api_port: u16) -> Value {
     bootstrap
 }
 
+const TYPES: &str = "type.googleapis.com/envoy.extensions";
+const DOWNSTREAM_TLS: &str = "transport_sockets.tls.v3.DownstreamTlsContext";
+const HCM: &str = "http_connection_manager.v3.HttpConnectionManager";
+
 /// An Envoy that terminates TLS as api.payments.example and forwards to the echo upstream.
 fn api_front(pki: &Pki, echo_port: u16) -> String {
     let cert = pki.server_cert(&[API_HOST], &[]).unwrap();
@@ -86,7 +90,7 @@ fn api_front(pki: &Pki, echo_port: u16) -> String {
                     "transport_socket": {
                         "name": "envoy.transport_sockets.tls",
                         "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                            "@type": format!("{TYPES}.{DOWNSTREAM_TLS}"),
                             "common_tls_context": { "tls_certificates": [{
                                 "certificate_chain": { "inline_string": cert.cert_pem },
                                 "private_key": { "inline_string": cert.key_pem },
@@ -96,16 +100,21 @@ fn api_front(pki: &Pki, echo_port: u16) -> String {
                     "filters": [{
                         "name": "envoy.filters.network.http_connection_manager",
                         "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "@type": format!("{TYPES}.filters.network.{HCM}"),
                             "stat_prefix": "api",
                             "route_config": { "virtual_hosts": [{
                                 "name": "api",
                                 "domains": ["*"],
-                                "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "echo" } }],
+                                "routes": [{
+                                    "match": { "prefix": "/" },
+                                    "route": { "cluster": "echo" },
+                                }],
                             }] },
                             "http_filters": [{
                                 "name": "envoy.filters.http.router",
-                                "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
+                                "typed_config": {
+                                    "@type": format!("{TYPES}.filters.http.router.v3.Router"),
+                                },
                             }],
                         },
                     }],
@@ -116,7 +125,9 @@ fn api_front(pki: &Pki, echo_port: u16) -> String {
                 "type": "STATIC",
                 "connect_timeout": "1s",
                 "load_assignment": { "cluster_name": "echo", "endpoints": [{ "lb_endpoints": [{
-                    "endpoint": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": echo_port } } },
+                    "endpoint": { "address": { "socket_address": {
+                        "address": "127.0.0.1", "port_value": echo_port,
+                    } } },
                 }] }] },
             }],
         },
