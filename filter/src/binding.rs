@@ -45,6 +45,17 @@ pub enum OnError {
     AllowWithoutCredential,
 }
 
+impl std::fmt::Display for HeaderValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderValue::Text(template) => write!(f, "{template}"),
+            HeaderValue::Basic { username, password } => {
+                write!(f, "Basic base64({username}:{password})")
+            }
+        }
+    }
+}
+
 /// Which kind of secrets engine answers, and so the shape of its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {

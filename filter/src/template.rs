@@ -87,9 +87,28 @@ impl Template {
     }
 }
 
+/// The template as written: `Bearer {api_key}`. It holds names, never values.
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => f.write_str(text)?,
+                Part::Var(name) => write!(f, "{{{name}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn displays_as_written() {
+        let raw = "Basic {user}:{password}!";
+        assert_eq!(Template::parse(raw).unwrap().to_string(), raw);
+    }
 
     #[test]
     fn renders_literals_and_variables() {

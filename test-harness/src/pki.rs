@@ -78,6 +78,33 @@ impl Pki {
         self.client_cert(&[spiffe_id])
     }
 
+    /// An SVID that a client can also check as a server name: the one URI SAN plus DNS and IP
+    /// SANs, which the X.509-SVID standard allows. For proxies that use one SVID both ways.
+    pub fn server_svid(
+        &self,
+        spiffe_id: &str,
+        dns_names: &[&str],
+        ips: &[IpAddr],
+    ) -> Result<CertKey> {
+        let mut params = leaf_params("latchkey test proxy");
+        params
+            .subject_alt_names
+            .push(SanType::URI(spiffe_id.try_into()?));
+        for dns in dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName((*dns).try_into()?));
+        }
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        self.sign(params)
+    }
+
     /// A leaf like an SVID but with any number of URI SANs, for malformed-identity tests.
     pub fn client_cert(&self, uri_sans: &[&str]) -> Result<CertKey> {
         let mut params = leaf_params("latchkey test workload");

@@ -34,6 +34,8 @@ pub struct EnvoyConfig {
     wasm: Option<WasmFilter>,
     vault: Option<VaultCluster>,
     vault_cluster_name: String,
+    upstream_cluster_name: String,
+    node: Option<Value>,
     pub(crate) concurrency: u32,
     pub(crate) wasm_log_level: String,
     access_log: Option<(PathBuf, String)>,
@@ -44,6 +46,10 @@ struct WasmFilter {
     module: PathBuf,
     configuration: Value,
     failure_policy: String,
+    name: String,
+    root_id: String,
+    vm_id: String,
+    environment: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +72,8 @@ impl EnvoyConfig {
             wasm: None,
             vault: None,
             vault_cluster_name: DEFAULT_VAULT_CLUSTER.to_string(),
+            upstream_cluster_name: UPSTREAM_CLUSTER.to_string(),
+            node: None,
             concurrency: 1,
             wasm_log_level: "debug".to_string(),
             access_log: None,
@@ -93,7 +101,32 @@ impl EnvoyConfig {
             module: module.into(),
             configuration,
             failure_policy: "FAIL_CLOSED".to_string(),
+            name: WASM_ROOT_ID.to_string(),
+            root_id: WASM_ROOT_ID.to_string(),
+            vm_id: WASM_ROOT_ID.to_string(),
+            environment: Vec::new(),
         });
+        self
+    }
+
+    /// The plugin's `name`, `root_id` and `vm_id` (all `latchkey` by default). istiod names a
+    /// plugin `<namespace>.<name>`, takes `root_id` from `pluginName` and sets no `vm_id`.
+    /// Only meaningful after [`EnvoyConfig::wasm_filter`].
+    pub fn wasm_names(mut self, name: &str, root_id: &str, vm_id: &str) -> Self {
+        if let Some(wasm) = &mut self.wasm {
+            wasm.name = name.to_string();
+            wasm.root_id = root_id.to_string();
+            wasm.vm_id = vm_id.to_string();
+        }
+        self
+    }
+
+    /// Adds an entry to the VM's `environment_variables.key_values`, as istiod does for the
+    /// plugin's resource version. Only meaningful after [`EnvoyConfig::wasm_filter`].
+    pub fn wasm_env(mut self, key: &str, value: &str) -> Self {
+        if let Some(wasm) = &mut self.wasm {
+            wasm.environment.push((key.to_string(), value.to_string()));
+        }
         self
     }
 
@@ -132,6 +165,18 @@ impl EnvoyConfig {
         self
     }
 
+    /// Renames the cluster every route goes to (default `upstream`).
+    pub fn upstream_cluster_name(mut self, name: &str) -> Self {
+        self.upstream_cluster_name = name.to_string();
+        self
+    }
+
+    /// The bootstrap's `node` (id, cluster, metadata), as Istio's agent writes it.
+    pub fn node(mut self, node: Value) -> Self {
+        self.node = Some(node);
+        self
+    }
+
     /// Worker threads (`--concurrency`, default 1).
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
@@ -157,13 +202,17 @@ impl EnvoyConfig {
             clusters.push(self.vault_cluster(vault));
         }
 
-        json!({
+        let mut bootstrap = json!({
             "admin": { "address": socket_address(0) },
             "static_resources": {
                 "listeners": [self.listener()],
                 "clusters": clusters,
             },
-        })
+        });
+        if let Some(node) = &self.node {
+            bootstrap["node"] = node.clone();
+        }
+        bootstrap
     }
 
     fn listener(&self) -> Value {
@@ -208,7 +257,7 @@ impl EnvoyConfig {
                     "domains": ["*"],
                     "routes": [{
                         "match": { "prefix": "/" },
-                        "route": { "cluster": UPSTREAM_CLUSTER },
+                        "route": { "cluster": self.upstream_cluster_name },
                     }],
                 }],
             },
@@ -241,10 +290,10 @@ impl EnvoyConfig {
 
     fn upstream_cluster(&self) -> Value {
         json!({
-            "name": UPSTREAM_CLUSTER,
+            "name": self.upstream_cluster_name,
             "type": "STATIC",
             "connect_timeout": "1s",
-            "load_assignment": endpoints(UPSTREAM_CLUSTER, self.upstream_port),
+            "load_assignment": endpoints(&self.upstream_cluster_name, self.upstream_port),
         })
     }
 
@@ -278,19 +327,28 @@ impl EnvoyConfig {
 }
 
 fn wasm_filter(wasm: &WasmFilter) -> Value {
+    let environment: serde_json::Map<String, Value> = wasm
+        .environment
+        .iter()
+        .map(|(key, value)| (key.clone(), json!(value)))
+        .collect();
+    let mut vm_config = json!({
+        "vm_id": wasm.vm_id,
+        // The only wasm runtime compiled into this Envoy build.
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": { "local": { "filename": wasm.module } },
+    });
+    if !environment.is_empty() {
+        vm_config["environment_variables"] = json!({ "key_values": environment });
+    }
     json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": WASM_ROOT_ID,
-                "root_id": WASM_ROOT_ID,
-                "vm_config": {
-                    "vm_id": WASM_ROOT_ID,
-                    // The only wasm runtime compiled into this Envoy build.
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": { "local": { "filename": wasm.module } },
-                },
+                "name": wasm.name,
+                "root_id": wasm.root_id,
+                "vm_config": vm_config,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": wasm.configuration.to_string(),

@@ -26,6 +26,16 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 const LOG_TAIL_LINES: usize = 40;
 
+/// How one Envoy is started: files, listener to find, command-line knobs.
+struct Launch<'a> {
+    name: &'a str,
+    bootstrap_file: &'a str,
+    bootstrap: String,
+    listener: &'a str,
+    concurrency: u32,
+    wasm_log_level: &'a str,
+}
+
 /// A running Envoy; see the module docs.
 pub struct Envoy {
     process: ManagedProcess,
@@ -37,9 +47,43 @@ pub struct Envoy {
 impl Envoy {
     /// Writes `envoy.json` into `dir`, starts Envoy and waits until it is live.
     pub fn start(dir: &TestDir, config: EnvoyConfig) -> Result<Envoy> {
+        let launch = Launch {
+            name: "envoy",
+            bootstrap_file: "envoy.json",
+            bootstrap: config.bootstrap().to_string(),
+            listener: bootstrap::LISTENER_NAME,
+            concurrency: config.concurrency,
+            wasm_log_level: &config.wasm_log_level,
+        };
+        Envoy::launch(dir, launch)
+    }
+
+    /// Starts Envoy from a bootstrap written elsewhere (YAML or JSON text, stored as
+    /// `<name>.yaml`), logging to `<name>.log`; [`Envoy::listener_port`] is then the port of the
+    /// listener called `listener`. Bind ports as 0 and admin to 127.0.0.1 port 0: the harness
+    /// reads the real ports back from the admin API. Several can run in one test directory.
+    pub fn start_with_bootstrap(
+        dir: &TestDir,
+        name: &str,
+        bootstrap: &str,
+        listener: &str,
+    ) -> Result<Envoy> {
+        let bootstrap_file = format!("{name}.yaml");
+        let launch = Launch {
+            name,
+            bootstrap_file: &bootstrap_file,
+            bootstrap: bootstrap.to_string(),
+            listener,
+            concurrency: 1,
+            wasm_log_level: "debug",
+        };
+        Envoy::launch(dir, launch)
+    }
+
+    fn launch(dir: &TestDir, launch: Launch<'_>) -> Result<Envoy> {
         let binary = envoy_binary()?;
-        let config_path = dir.write("envoy.json", config.bootstrap().to_string())?;
-        let admin_address_path = dir.path("envoy-admin-address");
+        let config_path = dir.write(launch.bootstrap_file, launch.bootstrap)?;
+        let admin_address_path = dir.path(&format!("{}-admin-address", launch.name));
         let _ = fs::remove_file(&admin_address_path);
         let admin = blocking::Client::builder()
             .no_proxy()
@@ -55,13 +99,14 @@ impl Envoy {
             .arg(&admin_address_path)
             .arg("--use-dynamic-base-id")
             .arg("--concurrency")
-            .arg(config.concurrency.to_string())
+            .arg(launch.concurrency.to_string())
             // Access log files are flushed every 10 s by default; tests read them sooner.
             .args(["--file-flush-interval-msec", "100"])
             .args(["-l", "info"])
             .arg("--component-log-level")
-            .arg(format!("wasm:{}", config.wasm_log_level));
-        let process = ManagedProcess::spawn("Envoy", command, &dir.path("envoy.log"))?;
+            .arg(format!("wasm:{}", launch.wasm_log_level));
+        let log_path = dir.path(&format!("{}.log", launch.name));
+        let process = ManagedProcess::spawn("Envoy", command, &log_path)?;
 
         let mut envoy = Envoy {
             process,
@@ -69,7 +114,7 @@ impl Envoy {
             listener_port: 0,
             admin,
         };
-        envoy.wait_ready(&admin_address_path)?;
+        envoy.wait_ready(&admin_address_path, launch.listener)?;
         Ok(envoy)
     }
 
@@ -190,7 +235,7 @@ impl Envoy {
         })
     }
 
-    fn wait_ready(&mut self, admin_address_path: &Path) -> Result<()> {
+    fn wait_ready(&mut self, admin_address_path: &Path, listener: &str) -> Result<()> {
         let started = Instant::now();
         let deadline = started + READY_TIMEOUT;
 
@@ -206,8 +251,12 @@ impl Envoy {
         })?;
 
         let listeners = self.admin_get("/listeners?format=json")?;
-        self.listener_port = listener_port(&listeners, bootstrap::LISTENER_NAME)
-            .ok_or_else(|| self.not_ready(started, "its listener is not in /listeners"))?;
+        self.listener_port = listener_port(&listeners, listener).ok_or_else(|| {
+            self.not_ready(
+                started,
+                &format!("listener {listener:?} is not in /listeners"),
+            )
+        })?;
         Ok(())
     }
 
