@@ -3,6 +3,9 @@
 ENVOY_VERSION   := 1.40.0
 OPENBAO_VERSION := 2.7.2
 WASM_TARGET     := wasm32-wasip1
+# Debian's server package; the harness runs the newest /usr/lib/postgresql/<major>/bin it finds.
+POSTGRES_PKG    := postgresql
+POSTGRES_BIN    := /usr/lib/postgresql/*/bin/postgres
 
 TOOLS   := $(CURDIR)/.tools
 VENV    := $(TOOLS)/venv
@@ -22,7 +25,7 @@ export LATCHKEY_SKOPEO   = /usr/bin/skopeo
 
 OCI_OUT := target/oci
 
-.PHONY: help tools registry-tools wasm test lint fmt-check clippy unit e2e deploy oci \
+.PHONY: help tools registry-tools postgres wasm test lint fmt-check clippy unit e2e deploy oci \
 	examples-check demo soak clean
 
 help: ## List the targets
@@ -43,6 +46,14 @@ registry-tools: ## Install Debian's docker-registry and skopeo (root; skipped wh
 		apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
 			docker-registry skopeo; }
+
+# The package's own "main" cluster on port 5432 may be created and started; the harness never
+# uses it and its tests pick ephemeral ports, so it cannot get in the way.
+postgres: ## Install PostgreSQL from Debian unless a server is there (needs root)
+	@if ls $(POSTGRES_BIN) >/dev/null 2>&1; then exit 0; fi; \
+	set -e; export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update; \
+	apt-get install -y --no-install-recommends -o Dpkg::Options::=--force-confold $(POSTGRES_PKG)
 
 wasm: tools ## Build the filter module (target/wasm32-wasip1/release/latchkey_filter.wasm)
 	LATCHKEY_GIT_REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) \
@@ -68,7 +79,7 @@ clippy: tools
 unit: tools ## Native unit tests of the filter's pure modules
 	cargo test -p latchkey-filter
 
-e2e: wasm ## End-to-end tests against real Envoy and OpenBao
+e2e: wasm postgres ## End-to-end tests against real Envoy, OpenBao and PostgreSQL
 	cargo test -p latchkey-test-harness
 
 deploy: wasm registry-tools ## Deployment tests: Istio manifests, JSON Schema, checker CLI, OCI image

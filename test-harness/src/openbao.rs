@@ -4,6 +4,7 @@
 //! Dev mode keeps everything in memory: state is gone once it stops.
 
 use std::collections::hash_map::RandomState;
+use std::fmt;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
 use std::net::{Ipv4Addr, TcpStream};
@@ -27,7 +28,8 @@ use crate::workdir::TestDir;
 pub const CERT_MOUNT: &str = "cert";
 /// The cert auth role the proxy logs in with.
 pub const CERT_ROLE: &str = "latchkey-gateway";
-/// The policy attached to tokens of [`CERT_ROLE`]: read on `secret/data/*`.
+/// The policy attached to tokens of [`CERT_ROLE`]: read on `secret/data/*`, and on the paths
+/// of the engines that `enable_database` and `enable_identity_tokens` turn on.
 pub const READ_POLICY: &str = "latchkey-read";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -58,6 +60,16 @@ pub struct CertLogin {
     pub lease_duration: Option<u64>,
     /// OpenBao's `errors` array, for refused logins.
     pub errors: Vec<String>,
+}
+
+/// A vault token other than the root token; its Debug output hides the value.
+#[derive(Clone)]
+pub struct VaultToken(String);
+
+impl fmt::Debug for VaultToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("VaultToken(<redacted>)")
+    }
 }
 
 /// Status and JSON body of an API call (`Null` when the body is empty).
@@ -166,14 +178,36 @@ impl OpenBao {
 
     /// Calls `/v1/<path>` on the plain listener with the root token.
     pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<ApiResponse> {
+        self.call(Some(&self.root_token), method, path, body)
+    }
+
+    /// Calls `/v1/<path>` on the plain listener with `token`, e.g. to act as the proxy.
+    pub fn api_as(
+        &self,
+        token: &VaultToken,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse> {
+        self.call(Some(&token.0), method, path, body)
+    }
+
+    /// `token` is None for the few unauthenticated endpoints.
+    pub(crate) fn call(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse> {
         let action = format!("OpenBao {method} /v1/{path}");
         let method = Method::from_bytes(method.as_bytes())
             .map_err(|_| Error::unexpected(&action, "invalid method"))?;
         let url = format!("http://{}/v1/{path}", self.api_addr());
-        let mut request = self
-            .http
-            .request(method, url)
-            .header("X-Vault-Token", &self.root_token);
+        let mut request = self.http.request(method, url);
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -223,6 +257,31 @@ impl OpenBao {
 
     /// Logs in to [`CERT_ROLE`] over TLS presenting `cert`, as the proxy would.
     pub fn cert_login(&self, cert: &CertKey) -> Result<CertLogin> {
+        let (status, body) = self.cert_login_exchange(cert)?;
+        let auth = &body["auth"];
+        Ok(CertLogin {
+            status,
+            token_issued: auth["client_token"].as_str().is_some_and(|t| !t.is_empty()),
+            policies: strings(&auth["token_policies"]),
+            lease_duration: auth["lease_duration"].as_u64(),
+            errors: errors(&body),
+        })
+    }
+
+    /// Logs in like [`OpenBao::cert_login`] and keeps the token, for calls with
+    /// [`OpenBao::api_as`]; fails unless OpenBao issued one.
+    pub fn cert_login_token(&self, cert: &CertKey) -> Result<VaultToken> {
+        let (status, body) = self.cert_login_exchange(cert)?;
+        match body["auth"]["client_token"].as_str() {
+            Some(token) if !token.is_empty() => Ok(VaultToken(token.to_string())),
+            _ => Err(Error::unexpected(
+                "OpenBao cert login over TLS",
+                format!("status {status}, no token: {}", errors(&body).join("; ")),
+            )),
+        }
+    }
+
+    fn cert_login_exchange(&self, cert: &CertKey) -> Result<(u16, Value)> {
         let action = "OpenBao cert login over TLS";
         let ca = Certificate::from_pem(self.ca_pem.as_bytes())
             .map_err(|e| Error::http("loading the test CA", e))?;
@@ -246,15 +305,7 @@ impl OpenBao {
             .map_err(|e| Error::http(action, e))?;
         let status = response.status().as_u16();
         let body: Value = response.json().unwrap_or(Value::Null);
-
-        let auth = &body["auth"];
-        Ok(CertLogin {
-            status,
-            token_issued: auth["client_token"].as_str().is_some_and(|t| !t.is_empty()),
-            policies: strings(&auth["token_policies"]),
-            lease_duration: auth["lease_duration"].as_u64(),
-            errors: errors(&body),
-        })
+        Ok((status, body))
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -417,7 +468,7 @@ pub fn unique_value(prefix: &str) -> String {
     value
 }
 
-fn errors(body: &Value) -> Vec<String> {
+pub(crate) fn errors(body: &Value) -> Vec<String> {
     strings(&body["errors"])
 }
 

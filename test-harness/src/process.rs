@@ -101,11 +101,17 @@ impl ManagedProcess {
     /// Sends SIGTERM, waits up to 2 s, then sends SIGKILL; returns once the process is reaped.
     /// Calling it again is a no-op.
     pub fn stop(&mut self) {
+        self.stop_with(libc::SIGTERM);
+    }
+
+    /// Like [`ManagedProcess::stop`], for programs that shut down promptly on another `signal`
+    /// (PostgreSQL: SIGINT).
+    pub fn stop_with(&mut self, signal: libc::c_int) {
         if self.poll_exit().is_some() {
             return;
         }
 
-        self.signal(libc::SIGTERM);
+        self.signal(signal);
         let deadline = Instant::now() + GRACE;
         while Instant::now() < deadline {
             if self.poll_exit().is_some() {
