@@ -2,29 +2,14 @@
 //! logins that PostgreSQL accepts until their lease is revoked, and identity tokens that verify
 //! against OpenBao's published keys, both readable with the proxy's cert-login token.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use common::{now, verify_identity_token};
 use latchkey_test_harness::{DatabaseCreds, OpenBao, Pki, Postgres, TestDir, PROXY_SPIFFE_ID};
-use serde::Deserialize;
 use serde_json::json;
 
 const DATABASE_ROLE: &str = "orders-checkout";
 const TOKEN_ROLE: &str = "reports";
-
-#[derive(Debug, Deserialize)]
-struct IdentityClaims {
-    sub: String,
-    exp: u64,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 #[test]
 fn postgres_accepts_its_superuser_only_with_the_right_password() {
@@ -127,18 +112,7 @@ fn proxy_token_reads_database_logins_and_verifiable_identity_tokens() {
     assert_eq!(issued.body["data"]["ttl"], 300);
     let jwt = issued.body["data"]["token"].as_str().unwrap();
 
-    let header = decode_header(jwt).unwrap();
-    assert_eq!(header.alg, Algorithm::ES256);
-    let keys: JwkSet = serde_json::from_value(bao.oidc_keys().unwrap()).unwrap();
-    let key = keys
-        .find(header.kid.as_deref().unwrap())
-        .expect("signing key");
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_audience(&[bao.oidc_audience(TOKEN_ROLE).unwrap()]);
-    validation.set_issuer(&[bao.oidc_issuer().unwrap()]);
-    let claims = decode::<IdentityClaims>(jwt, &DecodingKey::from_jwk(key).unwrap(), &validation)
-        .unwrap()
-        .claims;
+    let claims = verify_identity_token(&bao, TOKEN_ROLE, jwt);
     assert!(!claims.sub.is_empty());
     assert!(
         claims.exp > now() && claims.exp <= now() + 300,
