@@ -4,6 +4,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     NoIdentity,
+    AmbiguousIdentity,
+    InvalidIdentity,
+    InvalidJwtSvid,
     UntrustedIdentity,
     IdentityUnusable,
     VaultUnavailable,
@@ -18,6 +21,9 @@ impl Denial {
     pub fn status(self) -> u32 {
         match self {
             Self::NoIdentity
+            | Self::AmbiguousIdentity
+            | Self::InvalidIdentity
+            | Self::InvalidJwtSvid
             | Self::UntrustedIdentity
             | Self::IdentityUnusable
             | Self::VaultDenied
@@ -30,6 +36,9 @@ impl Denial {
     pub fn code(self) -> &'static str {
         match self {
             Self::NoIdentity => "no_identity",
+            Self::AmbiguousIdentity => "ambiguous_identity",
+            Self::InvalidIdentity => "invalid_identity",
+            Self::InvalidJwtSvid => "invalid_jwt_svid",
             Self::UntrustedIdentity => "untrusted_identity",
             Self::IdentityUnusable => "identity_unusable",
             Self::VaultUnavailable => "vault_unavailable",
@@ -44,7 +53,10 @@ impl Denial {
     pub fn message(self) -> &'static str {
         match self {
             Self::NoIdentity => "the caller presented no verified SPIFFE identity",
-            Self::UntrustedIdentity => "the caller's identity is not accepted by this proxy",
+            Self::AmbiguousIdentity => "the caller's certificate names more than one URI",
+            Self::InvalidIdentity => "the caller's identity is not a valid SPIFFE ID",
+            Self::InvalidJwtSvid => "the caller's JWT-SVID did not verify",
+            Self::UntrustedIdentity => "the caller's trust domain is not accepted by this proxy",
             Self::IdentityUnusable => "the caller's identity does not fit the binding's vault path",
             Self::VaultUnavailable => "the vault could not be reached; try again later",
             Self::VaultLoginFailed => "the proxy could not log in to the vault",

@@ -8,7 +8,7 @@ use crate::binding::{self, Binding, CredentialSource, Destination, OnError, Vaul
 use crate::cache::{self, CacheEntry, SharedStore};
 use crate::config::{Config, VaultAuth};
 use crate::denial::Denial;
-use crate::identity::{self, IdentityError, SpiffeId};
+use crate::identity::{self, IdentityError, IdentityInputs, SpiffeId};
 use crate::inject;
 use crate::vault::{self, Secret, VaultError, VaultRequest};
 
@@ -19,8 +19,8 @@ const UNBOUNDED_TOKEN_TTL: Duration = Duration::from_secs(3600);
 pub struct RequestView<'a> {
     pub authority: &'a [u8],
     pub path: &'a [u8],
-    /// `connection.uri_san_peer_certificate`; `None` when no verified certificate was presented.
-    pub peer_uri_san: Option<&'a [u8]>,
+    /// What the identity sources read: headers, peer certificate, node metadata.
+    pub identity: IdentityInputs<'a>,
 }
 
 #[derive(Debug)]
@@ -65,15 +65,18 @@ pub fn begin<'c>(
     store: &dyn SharedStore,
     now_ms: u64,
 ) -> (Decision<'c>, Option<Fetch>) {
-    let caller = match identity::from_peer_uri_san(request.peer_uri_san, &config.trust_domains) {
-        Ok(caller) => caller,
+    let caller = match identity::resolve(&config.identity, &request.identity, now_ms / 1000) {
+        Ok(resolved) => {
+            log::debug!(
+                "[ctx {context_id}] caller={} source={}",
+                resolved.id,
+                resolved.source
+            );
+            resolved.id
+        }
         Err(err) => {
-            log::debug!("[ctx {context_id}] refused: {err}");
-            let denial = match err {
-                IdentityError::Missing => Denial::NoIdentity,
-                _ => Denial::UntrustedIdentity,
-            };
-            return (Decision::Deny(denial), None);
+            log::info!("[ctx {context_id}] identity refused: {err}");
+            return (Decision::Deny(identity_denial(&err)), None);
         }
     };
 
@@ -306,6 +309,19 @@ impl Fetch {
             Some(binding) => fail_with(binding, Denial::VaultUnavailable),
             None => Decision::Deny(Denial::VaultUnavailable),
         }
+    }
+}
+
+fn identity_denial(err: &IdentityError) -> Denial {
+    match err {
+        IdentityError::Missing => Denial::NoIdentity,
+        IdentityError::Ambiguous { .. } => Denial::AmbiguousIdentity,
+        IdentityError::UntrustedDomain { .. } => Denial::UntrustedIdentity,
+        IdentityError::NotSpiffe { .. }
+        | IdentityError::BadCertificate(_)
+        | IdentityError::BadXfcc(_)
+        | IdentityError::RepeatedHeader { .. } => Denial::InvalidIdentity,
+        IdentityError::BadJwtSvid(_) => Denial::InvalidJwtSvid,
     }
 }
 

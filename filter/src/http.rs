@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::denial::Denial;
 use crate::flow::{self, Decision, Fetch, RequestView};
 use crate::host::{self, SharedData};
+use crate::identity::{self, IdentityInputs, Source};
 use crate::vault::MAX_BODY_BYTES;
 
 pub struct RequestContext {
@@ -125,11 +126,43 @@ impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let authority = host::request_header(":authority").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
-        let peer_uri_san = host::property(&["connection", "uri_san_peer_certificate"]);
+        let headers = host::request_headers();
+        let settings = &self.config.identity;
+        let peer_certificate = settings
+            .uses(Source::PeerCertificate)
+            .then(|| host::property(&["connection", "peer_certificate"]))
+            .flatten();
+        let (node_namespace, node_service_account) = if settings.needs_node_metadata() {
+            (
+                host::property(&["node", "metadata", "NAMESPACE"]),
+                host::property(&["node", "metadata", "SERVICE_ACCOUNT"]),
+            )
+        } else {
+            (None, None)
+        };
+
+        // Before any decision, so that no outcome lets a forged identity header through.
+        for name in identity::spoofed_headers(settings, &headers) {
+            if let Err(status) = host::remove_request_header(&name) {
+                log::error!(
+                    "[ctx {}] could not remove {name}: {status:?}",
+                    self.context_id
+                );
+                self.deny(Denial::InvalidIdentity);
+                return Action::Pause;
+            }
+            log::debug!("[ctx {}] removed untrusted {name}", self.context_id);
+        }
+
         let request = RequestView {
             authority: &authority,
             path: &path,
-            peer_uri_san: peer_uri_san.as_deref(),
+            identity: IdentityInputs {
+                headers: &headers,
+                peer_certificate: peer_certificate.as_deref(),
+                node_namespace: node_namespace.as_deref(),
+                node_service_account: node_service_account.as_deref(),
+            },
         };
 
         let config = Rc::clone(&self.config);

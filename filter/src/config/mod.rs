@@ -2,6 +2,7 @@
 //! on. Every refusal names the field (`bindings[0].credential.path`) and says what to change.
 
 mod duration;
+mod identity;
 mod raw;
 
 use std::fmt;
@@ -11,7 +12,7 @@ use crate::binding::{
     is_safe_vault_path, Binding, CredentialSource, HeaderTemplate, HostPattern, OnError,
     PATH_VARIABLES,
 };
-use crate::identity::{is_segment_byte, IdentityPattern, SpiffeId, TrustDomains};
+use crate::identity::{is_segment_byte, IdentityPattern, IdentitySettings, SpiffeId, TrustDomains};
 use crate::template::Template;
 use raw::{RawAuth, RawBinding, RawConfig, RawCredential, RawOnError, RawVault};
 
@@ -29,7 +30,7 @@ pub struct Config {
     /// entries written under an old one.
     pub generation: u64,
     pub vault: VaultSettings,
-    pub trust_domains: TrustDomains,
+    pub identity: IdentitySettings,
     pub bindings: Vec<Binding>,
     pub expiry_margin: Duration,
 }
@@ -56,7 +57,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
@@ -96,41 +97,15 @@ fn compile(raw: RawConfig, generation: u64) -> Result<Config, ConfigError> {
     }
     let vault = compile_vault(raw.vault)?;
 
-    // TODO(#3): honour the order once there is more than one source.
-    if raw.identity.sources.is_empty() {
-        return Err(ConfigError::new(
-            "identity.sources",
-            "list at least one identity source",
-        ));
-    }
-    if raw.identity.trust_domains.is_empty() {
-        return Err(ConfigError::new(
-            "identity.trust_domains",
-            "list at least one trust domain",
-        ));
-    }
-    for (i, td) in raw.identity.trust_domains.iter().enumerate() {
-        match SpiffeId::parse(&format!("spiffe://{td}")) {
-            Ok(id) if id.path().is_empty() => {}
-            Ok(_) => {
-                return Err(ConfigError::new(
-                    format!("identity.trust_domains[{i}]"),
-                    "not a bare trust domain",
-                ))
-            }
-            Err(e) => {
-                return Err(ConfigError::new(
-                    format!("identity.trust_domains[{i}]"),
-                    e.to_string(),
-                ))
-            }
-        }
-    }
-    let trust_domains = TrustDomains::new(raw.identity.trust_domains);
+    let identity = identity::compile_identity(raw.identity)?;
 
     let mut bindings: Vec<Binding> = Vec::with_capacity(raw.bindings.len());
     for (i, raw_binding) in raw.bindings.into_iter().enumerate() {
-        let binding = compile_binding(raw_binding, &format!("bindings[{i}]"), &trust_domains)?;
+        let binding = compile_binding(
+            raw_binding,
+            &format!("bindings[{i}]"),
+            &identity.trust_domains,
+        )?;
         if bindings.iter().any(|b| b.name == binding.name) {
             let reason = format!("name {:?} is used by an earlier binding", binding.name);
             return Err(ConfigError::new(format!("bindings[{i}].name"), reason));
@@ -146,7 +121,7 @@ fn compile(raw: RawConfig, generation: u64) -> Result<Config, ConfigError> {
     Ok(Config {
         generation,
         vault,
-        trust_domains,
+        identity,
         bindings,
         expiry_margin,
     })
@@ -373,7 +348,7 @@ fn compile_credential(
     Ok((source, field))
 }
 
-fn optional_duration(
+pub(crate) fn optional_duration(
     raw: Option<&str>,
     field: &str,
     default: Duration,
@@ -385,7 +360,7 @@ fn optional_duration(
 }
 
 /// An HTTP/1 token, lowercased (HTTP/2 requires lowercase); pseudo-headers and `host` are refused.
-fn header_name(raw: &str, field: &str) -> Result<String, ConfigError> {
+pub(crate) fn header_name(raw: &str, field: &str) -> Result<String, ConfigError> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if raw.is_empty() || !raw.bytes().all(token) {
         return Err(ConfigError::new(

@@ -15,7 +15,10 @@ fn config(on_error: &str) -> Config {
             "cluster": "vault", "authority": "vault.local:8200",
             "auth": { "method": "cert", "role": "latchkey-gateway" }
         },
-        "identity": { "trust_domains": ["example.org"] },
+        // XFCC carries the caller here only because it is the easiest input to fake in a test.
+        "identity": {
+            "sources": ["xfcc"], "xfcc": { "trusted": true }, "trust_domains": ["example.org"]
+        },
         "bindings": [{
             "name": "payments-api",
             "match": {
@@ -33,11 +36,24 @@ fn config(on_error: &str) -> Config {
     Config::from_json(raw.to_string().as_bytes()).unwrap()
 }
 
+/// The caller as the nearest hop's XFCC element names it.
+fn caller(peer: Option<&'static [u8]>) -> IdentityInputs<'static> {
+    let headers = peer.map(|id| {
+        let mut value = b"URI=".to_vec();
+        value.extend_from_slice(id);
+        vec![(crate::identity::XFCC_HEADER.to_string(), value)]
+    });
+    IdentityInputs {
+        headers: Box::leak(Box::new(headers.unwrap_or_default())),
+        ..IdentityInputs::default()
+    }
+}
+
 fn view(peer: Option<&'static [u8]>) -> RequestView<'static> {
     RequestView {
         authority: b"api.payments.example",
         path: b"/v1/charge",
-        peer_uri_san: peer,
+        identity: caller(peer),
     }
 }
 
@@ -143,11 +159,32 @@ fn foreign_trust_domain_is_denied() {
 }
 
 #[test]
+fn each_identity_refusal_has_its_own_denial() {
+    let config = config("deny");
+    let cases: [(&'static [u8], Denial); 3] = [
+        (
+            b"spiffe://example.org/a;URI=spiffe://example.org/b",
+            Denial::AmbiguousIdentity,
+        ),
+        (b"spiffe://example.org/a/../b", Denial::InvalidIdentity),
+        (b"\"unterminated", Denial::InvalidIdentity),
+    ];
+    for (peer, denial) in cases {
+        let (decision, fetch) = begin(1, &config, &view(Some(peer)), &FakeStore::default(), NOW);
+        assert!(
+            matches!(decision, Decision::Deny(d) if d == denial),
+            "{decision:?}"
+        );
+        assert!(fetch.is_none());
+    }
+}
+
+#[test]
 fn unbound_destination_passes_through() {
     let request = RequestView {
         authority: b"other.example",
         path: b"/",
-        peer_uri_san: Some(CHECKOUT),
+        identity: caller(Some(CHECKOUT)),
     };
     let config = config("deny");
     let (decision, fetch) = begin(1, &config, &request, &FakeStore::default(), NOW);
