@@ -133,10 +133,7 @@ impl HttpContext for RequestContext {
             .then(|| host::property(&["connection", "peer_certificate"]))
             .flatten();
         let (node_namespace, node_service_account) = if settings.needs_node_metadata() {
-            (
-                host::property(&["node", "metadata", "NAMESPACE"]),
-                host::property(&["node", "metadata", "SERVICE_ACCOUNT"]),
-            )
+            (node_metadata("NAMESPACE"), node_metadata("SERVICE_ACCOUNT"))
         } else {
             (None, None)
         };
@@ -180,4 +177,11 @@ impl HttpContext for RequestContext {
             Action::Pause
         }
     }
+}
+
+/// A node metadata value. Envoy 1.40 serves the node as `xds.node`; older proxies (and the
+/// attribute list of earlier Istio releases) name it `node`.
+fn node_metadata(key: &str) -> Option<Vec<u8>> {
+    host::property(&["xds", "node", "metadata", key])
+        .or_else(|| host::property(&["node", "metadata", key]))
 }

@@ -11,6 +11,7 @@ mod client;
 mod echo;
 mod envoy;
 mod error;
+mod jwt;
 mod openbao;
 mod pki;
 mod poll;
@@ -24,6 +25,7 @@ pub use client::{Client, Echoed, Response};
 pub use echo::EchoUpstream;
 pub use envoy::{Envoy, EnvoyConfig, DEFAULT_VAULT_CLUSTER, UPSTREAM_CLUSTER, WASM_ROOT_ID};
 pub use error::{Error, Result};
+pub use jwt::JwtSvidIssuer;
 pub use openbao::{
     unique_value, ApiResponse, CertLogin, OpenBao, CERT_MOUNT, CERT_ROLE, READ_POLICY,
 };

@@ -71,6 +71,16 @@ impl Gateway {
     }
 
     pub fn start_with(name: &str, plugin_config: Value) -> Result<Gateway> {
+        Self::start_custom(name, plugin_config, |config| config)
+    }
+
+    /// Like [`Gateway::start_with`], with the Envoy config adjusted by `envoy` (XFCC handling,
+    /// node metadata, ...).
+    pub fn start_custom(
+        name: &str,
+        plugin_config: Value,
+        envoy: impl FnOnce(EnvoyConfig) -> EnvoyConfig,
+    ) -> Result<Gateway> {
         let dir = TestDir::new(name)?;
         let pki = Pki::new()?;
         let openbao = OpenBao::start(&dir, &pki)?;
@@ -81,7 +91,7 @@ impl Gateway {
         let config = EnvoyConfig::new(&pki, echo.port())?
             .vault(openbao.tls_port(), &pki.svid(PROXY_SPIFFE_ID)?)
             .wasm_filter(wasm_module()?, plugin_config);
-        let envoy = Envoy::start(&dir, config)?;
+        let envoy = Envoy::start(&dir, envoy(config))?;
         Ok(Gateway {
             envoy,
             echo,

@@ -21,7 +21,9 @@ pub use resolve::{
 pub use spiffe::{is_segment_byte, SpiffeId, SpiffeIdError};
 pub use spoofing::{spoofed_headers, OWN_HEADER_PREFIX, XFCC_HEADER};
 pub use x509::{uri_sans, DerError};
-pub use xfcc::{parse as parse_xfcc, XfccElement, XfccElementChoice, XfccError};
+pub use xfcc::{
+    parse as parse_xfcc, spiffe_id as xfcc_spiffe_id, XfccElement, XfccElementChoice, XfccError,
+};
 
 use std::fmt;
 

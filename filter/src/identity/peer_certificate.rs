@@ -113,7 +113,10 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tables run on wasm32 under wasm-bindgen-test (`make wasm-test`).
     use crate::identity::testdata;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// As Envoy hands it over: every byte outside the unreserved set percent-encoded.
     fn url_encoded(pem: &str) -> Vec<u8> {

@@ -33,7 +33,10 @@ pub fn spoofed_headers(settings: &IdentitySettings, headers: &[(String, Vec<u8>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tables run on wasm32 under wasm-bindgen-test (`make wasm-test`).
     use crate::identity::{TrustDomains, XfccElementChoice};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn settings(sources: Vec<Source>, xfcc: Option<XfccElementChoice>) -> IdentitySettings {
         IdentitySettings {

@@ -130,7 +130,10 @@ fn tlv<'a>(input: &'a [u8], at: &'static str) -> Result<(u8, &'a [u8], &'a [u8])
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tables run on wasm32 under wasm-bindgen-test (`make wasm-test`).
     use crate::identity::testdata;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn sans_of(pem: &str) -> Vec<String> {
         let der = crate::identity::peer_certificate::pem_to_der(pem.as_bytes()).unwrap();

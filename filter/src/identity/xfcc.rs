@@ -226,6 +226,9 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tables run on wasm32 under wasm-bindgen-test (`make wasm-test`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn pairs(header: &str) -> Vec<Vec<(String, String)>> {
         parse(header.as_bytes())

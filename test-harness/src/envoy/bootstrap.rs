@@ -34,6 +34,8 @@ pub struct EnvoyConfig {
     wasm: Option<WasmFilter>,
     vault: Option<VaultCluster>,
     vault_cluster_name: String,
+    forward_client_cert: Option<String>,
+    node_metadata: Option<Value>,
     pub(crate) concurrency: u32,
     pub(crate) wasm_log_level: String,
 }
@@ -64,6 +66,8 @@ impl EnvoyConfig {
             wasm: None,
             vault: None,
             vault_cluster_name: DEFAULT_VAULT_CLUSTER.to_string(),
+            forward_client_cert: None,
+            node_metadata: None,
             concurrency: 1,
             wasm_log_level: "debug".to_string(),
         })
@@ -119,6 +123,19 @@ impl EnvoyConfig {
         self
     }
 
+    /// The HTTP connection manager's `forward_client_cert_details` (`SANITIZE` when unset, as in
+    /// Envoy). `APPEND_FORWARD` and `SANITIZE_SET` also set the client certificate's URI SAN.
+    pub fn forward_client_cert(mut self, mode: &str) -> Self {
+        self.forward_client_cert = Some(mode.to_string());
+        self
+    }
+
+    /// The node's `metadata`, as Istio sets `NAMESPACE` and `SERVICE_ACCOUNT` on a sidecar.
+    pub fn node_metadata(mut self, metadata: Value) -> Self {
+        self.node_metadata = Some(metadata);
+        self
+    }
+
     /// Worker threads (`--concurrency`, default 1).
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
@@ -138,13 +155,21 @@ impl EnvoyConfig {
             clusters.push(self.vault_cluster(vault));
         }
 
-        json!({
+        let mut bootstrap = json!({
             "admin": { "address": socket_address(0) },
             "static_resources": {
                 "listeners": [self.listener()],
                 "clusters": clusters,
             },
-        })
+        });
+        if let Some(metadata) = &self.node_metadata {
+            bootstrap["node"] = json!({
+                "id": "latchkey-test",
+                "cluster": "latchkey-test",
+                "metadata": metadata,
+            });
+        }
+        bootstrap
     }
 
     fn listener(&self) -> Value {
@@ -173,7 +198,7 @@ impl EnvoyConfig {
             },
         }));
 
-        let hcm = json!({
+        let mut hcm = json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.network.\
                       http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": LISTENER_NAME,
@@ -195,6 +220,12 @@ impl EnvoyConfig {
             },
             "http_filters": http_filters,
         });
+        if let Some(mode) = &self.forward_client_cert {
+            hcm["forward_client_cert_details"] = json!(mode);
+            if mode == "APPEND_FORWARD" || mode == "SANITIZE_SET" {
+                hcm["set_current_client_cert_details"] = json!({ "uri": true });
+            }
+        }
 
         json!({
             "name": LISTENER_NAME,

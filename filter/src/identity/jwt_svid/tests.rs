@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use super::rsa_key::RSA_PKCS8;
 use super::*;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const NOW: u64 = 1_800_000_000;
 const SUBJECT: &str = "spiffe://example.org/ns/payments/sa/checkout";

@@ -5,6 +5,8 @@ use serde_json::json;
 
 use super::*;
 use crate::identity::{testdata, JwtSvidError, SpiffeIdError};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const NOW: u64 = 1_800_000_000;
 const CHECKOUT: &str = "spiffe://example.org/ns/payments/sa/checkout";
