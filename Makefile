@@ -2,15 +2,22 @@
 
 ENVOY_VERSION   := 1.40.0
 OPENBAO_VERSION := 2.7.2
+CARGO_FUZZ_VERSION := 0.13.2
 WASM_TARGET     := wasm32-wasip1
 # Debian's server package; the harness runs the newest /usr/lib/postgresql/<major>/bin it finds.
 POSTGRES_PKG    := postgresql
 POSTGRES_BIN    := /usr/lib/postgresql/*/bin/postgres
+# The CLI must match the wasm-bindgen crate that Cargo.lock pins for wasm-bindgen-test.
+WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := spiffe_id xfcc x509_uri_sans
 
 TOOLS   := $(CURDIR)/.tools
 VENV    := $(TOOLS)/venv
 STAMP   := $(TOOLS)/stamp-$(ENVOY_VERSION)-$(OPENBAO_VERSION)
 WASM    := target/$(WASM_TARGET)/release/latchkey_filter.wasm
+WASM_BINDGEN_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
+CARGO_FUZZ := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 # The venv is made by this python3, so its site-packages path is known before it exists.
 PY_VER  := $(shell python3 -c 'import sys; print("python%d.%d" % sys.version_info[:2])')
 PY_SITE := $(VENV)/lib/$(PY_VER)/site-packages
@@ -25,11 +32,11 @@ export LATCHKEY_SKOPEO   = /usr/bin/skopeo
 
 OCI_OUT := target/oci
 
-.PHONY: help tools registry-tools postgres wasm test lint fmt-check clippy unit e2e deploy oci \
-	examples-check demo soak clean
+.PHONY: help tools registry-tools postgres wasm test lint fmt-check clippy unit wasm-test e2e \
+	deploy oci examples-check fuzz demo soak clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
 
 tools: $(STAMP) ## Install rust targets, Envoy and OpenBao into .tools/ (idempotent)
 
@@ -65,7 +72,7 @@ demo: wasm ## Run the demo: real OpenBao and Envoy inject a credential for a SPI
 soak: wasm ## Cycle 10,000 identities through a gateway and print Envoy's memory as it goes
 	cargo run --quiet --release -p latchkey-test-harness --bin latchkey-soak
 
-test: lint unit e2e deploy ## Everything CI runs: format, clippy, unit, end-to-end and deployment tests
+test: lint unit wasm-test e2e deploy ## Everything CI runs: lint, unit (native and wasm32), e2e, deployment
 
 lint: fmt-check clippy ## rustfmt check and clippy (filter on wasm32, everything natively)
 
@@ -93,6 +100,29 @@ examples-check: ## Check every shipped plugin config with latchkey-check
 oci: wasm ## Build the OCI image (target/oci/) of the module and print its digest for `sha256`
 	cargo run --quiet --release -p latchkey-cli --bin latchkey-oci -- \
 		--module $(WASM) --out $(OCI_OUT)
+
+# --locked first, as pinned by the CLI's own lock file; a registry mirror that lacks one of
+# those exact versions gets the newest compatible ones instead.
+$(WASM_BINDGEN_RUNNER):
+	cargo install --locked --root $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION) \
+		wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION) || \
+	cargo install --root $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION) \
+		wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+wasm-test: tools $(WASM_BINDGEN_RUNNER) ## The identity unit tables again, on wasm32 under Node
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(WASM_BINDGEN_RUNNER) \
+		cargo test -p latchkey-filter --target wasm32-unknown-unknown --lib identity::
+
+$(CARGO_FUZZ):
+	cargo install --locked --root $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION) \
+		cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+fuzz: $(CARGO_FUZZ) ## Fuzz the SPIFFE, XFCC and X.509 SAN parsers, FUZZ_SECONDS (60) each (nightly)
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cd fuzz && for target in $(FUZZ_TARGETS); do \
+		PATH="$(dir $(CARGO_FUZZ)):$$PATH" cargo +nightly fuzz run $$target \
+			-- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean: ## Remove build output and the installed tools
 	cargo clean

@@ -8,7 +8,7 @@ use std::time::Duration;
 use latchkey_filter::binding::{self, Destination, Engine, OnError, VaultPathError};
 use latchkey_filter::config::{Config, VaultAuth};
 use latchkey_filter::denial::Denial;
-use latchkey_filter::identity::{self, IdentityError};
+use latchkey_filter::identity::SpiffeId;
 use latchkey_filter::vault;
 
 /// The request to explain: who calls, where to.
@@ -44,22 +44,32 @@ pub struct BoundRequest {
     pub on_error: OnError,
 }
 
-// Only KV v2 and cert auth exist today; the `let … else` arms are ready for the engines and
-// auth methods of issue #4.
-#[allow(irrefutable_let_patterns)]
+/// What the filter decides for `question`, worded for a person; the same modules decide.
 pub fn explain(config: &Config, question: &Question<'_>) -> Decision {
-    let caller = match identity::from_peer_uri_san(
-        Some(question.caller.as_bytes()),
-        &config.trust_domains,
-    ) {
-        Ok(id) => id,
-        Err(err) => {
-            let denial = match err {
-                IdentityError::Missing => Denial::NoIdentity,
-                _ => Denial::UntrustedIdentity,
+    // The checker is told the caller's SPIFFE ID, so only the trust-domain check of the
+    // identity sources applies; how the ID reaches the proxy is the sources' business.
+    if question.caller.is_empty() {
+        let reason = "no caller identity".to_string();
+        return Decision::Refused {
+            denial: Denial::NoIdentity,
+            reason,
+        };
+    }
+    let caller = match SpiffeId::parse(question.caller) {
+        Ok(id) if config.identity.trust_domains.allows(&id) => id,
+        Ok(id) => {
+            let reason = format!("trust domain {} is not trusted", id.trust_domain());
+            return Decision::Refused {
+                denial: Denial::UntrustedIdentity,
+                reason,
             };
-            let reason = err.to_string();
-            return Decision::Refused { denial, reason };
+        }
+        Err(err) => {
+            let reason = format!("not a SPIFFE ID: {err}");
+            return Decision::Refused {
+                denial: Denial::InvalidIdentity,
+                reason,
+            };
         }
     };
 

@@ -4,6 +4,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     NoIdentity,
+    AmbiguousIdentity,
+    InvalidIdentity,
+    InvalidJwtSvid,
     UntrustedIdentity,
     NoBinding,
     IdentityUnusable,
@@ -17,8 +20,11 @@ pub enum Denial {
 
 impl Denial {
     /// Every denial; the test below fails to compile when a variant is missing here.
-    pub const ALL: [Denial; 10] = [
+    pub const ALL: [Denial; 13] = [
         Denial::NoIdentity,
+        Denial::AmbiguousIdentity,
+        Denial::InvalidIdentity,
+        Denial::InvalidJwtSvid,
         Denial::UntrustedIdentity,
         Denial::NoBinding,
         Denial::IdentityUnusable,
@@ -41,6 +47,9 @@ impl Denial {
     pub fn status(self) -> u32 {
         match self {
             Self::NoIdentity
+            | Self::AmbiguousIdentity
+            | Self::InvalidIdentity
+            | Self::InvalidJwtSvid
             | Self::UntrustedIdentity
             | Self::NoBinding
             | Self::IdentityUnusable
@@ -54,6 +63,9 @@ impl Denial {
     pub fn code(self) -> &'static str {
         match self {
             Self::NoIdentity => "no_identity",
+            Self::AmbiguousIdentity => "ambiguous_identity",
+            Self::InvalidIdentity => "invalid_identity",
+            Self::InvalidJwtSvid => "invalid_jwt_svid",
             Self::UntrustedIdentity => "untrusted_identity",
             Self::NoBinding => "no_binding",
             Self::IdentityUnusable => "identity_unusable",
@@ -69,7 +81,10 @@ impl Denial {
     pub fn message(self) -> &'static str {
         match self {
             Self::NoIdentity => "the caller presented no verified SPIFFE identity",
-            Self::UntrustedIdentity => "the caller's identity is not accepted by this proxy",
+            Self::AmbiguousIdentity => "the caller's certificate names more than one URI",
+            Self::InvalidIdentity => "the caller's identity is not a valid SPIFFE ID",
+            Self::InvalidJwtSvid => "the caller's JWT-SVID did not verify",
+            Self::UntrustedIdentity => "the caller's trust domain is not accepted by this proxy",
             Self::NoBinding => "no binding lets this caller reach this destination",
             Self::IdentityUnusable => "the caller's identity does not fit the binding's vault path",
             Self::VaultUnavailable => "the vault could not be reached; try again later",
@@ -98,6 +113,9 @@ mod tests {
         // Exhaustive on purpose: a new variant must be added here and to `ALL`.
         let listed = |denial: Denial| match denial {
             Denial::NoIdentity
+            | Denial::AmbiguousIdentity
+            | Denial::InvalidIdentity
+            | Denial::InvalidJwtSvid
             | Denial::UntrustedIdentity
             | Denial::NoBinding
             | Denial::IdentityUnusable

@@ -8,7 +8,7 @@ use crate::binding::{self, Binding, Destination, OnError, VaultPathError};
 use crate::cache::{self, Lookup, SharedStore};
 use crate::config::Config;
 use crate::denial::Denial;
-use crate::identity::{self, IdentityError, SpiffeId};
+use crate::identity::{self, IdentityError, IdentityInputs, SpiffeId};
 
 mod job;
 
@@ -18,8 +18,8 @@ pub use job::{Job, JobEnv, JobStep, VaultAnswer};
 pub struct RequestView<'a> {
     pub authority: &'a [u8],
     pub path: &'a [u8],
-    /// `connection.uri_san_peer_certificate`; `None` when no verified certificate was presented.
-    pub peer_uri_san: Option<&'a [u8]>,
+    /// What the identity sources read: headers, peer certificate, node metadata.
+    pub identity: IdentityInputs<'a>,
 }
 
 /// A bound request whose credential is known by its cache key.
@@ -82,15 +82,18 @@ pub fn begin_traced<'c>(
     holder: u64,
 ) -> (Decision<'c>, Trace<'c>) {
     let mut trace = Trace::default();
-    let caller = match identity::from_peer_uri_san(request.peer_uri_san, &config.trust_domains) {
-        Ok(caller) => caller,
+    let caller = match identity::resolve(&config.identity, &request.identity, now_ms / 1000) {
+        Ok(resolved) => {
+            log::debug!(
+                "[ctx {context_id}] caller={} source={}",
+                resolved.id,
+                resolved.source
+            );
+            resolved.id
+        }
         Err(err) => {
-            log::debug!("[ctx {context_id}] refused: {err}");
-            let denial = match err {
-                IdentityError::Missing => Denial::NoIdentity,
-                _ => Denial::UntrustedIdentity,
-            };
-            return (Decision::Deny(denial), trace);
+            log::info!("[ctx {context_id}] identity refused: {err}");
+            return (Decision::Deny(identity_denial(&err)), trace);
         }
     };
     trace.caller = Some(caller.clone());
@@ -184,6 +187,19 @@ pub fn expired<'c>(config: &'c Config, pending: &Pending) -> Decision<'c> {
     match config.bindings.get(pending.binding) {
         Some(binding) => fail_with(binding, Denial::VaultUnavailable),
         None => Decision::Deny(Denial::VaultUnavailable),
+    }
+}
+
+fn identity_denial(err: &IdentityError) -> Denial {
+    match err {
+        IdentityError::Missing => Denial::NoIdentity,
+        IdentityError::Ambiguous { .. } => Denial::AmbiguousIdentity,
+        IdentityError::UntrustedDomain { .. } => Denial::UntrustedIdentity,
+        IdentityError::NotSpiffe { .. }
+        | IdentityError::BadCertificate(_)
+        | IdentityError::BadXfcc(_)
+        | IdentityError::RepeatedHeader { .. } => Denial::InvalidIdentity,
+        IdentityError::BadJwtSvid(_) => Denial::InvalidJwtSvid,
     }
 }
 

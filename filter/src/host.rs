@@ -1,6 +1,7 @@
 //! The only module that calls into proxy-wasm. Everything is read as bytes (the SDK's string
 //! getters panic on non-UTF-8), and every host error becomes `None` or `Err`, never a panic.
 
+use std::ptr::null_mut;
 use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
@@ -81,6 +82,53 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
     hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
         .ok()
         .flatten()
+}
+
+// The same import the SDK declares; its `get_map_bytes` turns header names into `String` with
+// `unwrap`, so the pairs are decoded here instead, names lossily and values as bytes.
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+/// Every request header in order, repeats kept. Empty when Envoy gives none.
+pub fn request_headers() -> Vec<(String, Vec<u8>)> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: on success the host wrote a buffer it allocated through the SDK's exported
+    // allocator (a `Vec<u8>` of exactly `size` bytes), which we take ownership of.
+    let raw = unsafe {
+        match proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) {
+            Status::Ok if !data.is_null() => Vec::from_raw_parts(data, size, size),
+            _ => return Vec::new(),
+        }
+    };
+    decode_header_pairs(&raw).unwrap_or_default()
+}
+
+/// proxy-wasm's map encoding: a u32 count, a (name length, value length) u32 pair per entry,
+/// then each name and value followed by a NUL byte. `None` when the buffer is inconsistent.
+fn decode_header_pairs(raw: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let bytes: [u8; 4] = raw.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(bytes)).ok()
+    };
+    let count = u32_at(0)?;
+    let mut data_at = count.checked_mul(8)?.checked_add(4)?;
+    let mut pairs = Vec::with_capacity(count.min(256));
+    for index in 0..count {
+        let name_len = u32_at(4 + index * 8)?;
+        let value_len = u32_at(8 + index * 8)?;
+        let name = raw.get(data_at..data_at.checked_add(name_len)?)?;
+        data_at = data_at.checked_add(name_len)?.checked_add(1)?;
+        let value = raw.get(data_at..data_at.checked_add(value_len)?)?;
+        data_at = data_at.checked_add(value_len)?.checked_add(1)?;
+        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+    }
+    Some(pairs)
 }
 
 /// Removes every value of the header (a caller may send several).

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::denial::Denial;
 use crate::flow::{self, Decision, RequestView, Trace};
 use crate::host::{self, HostMetrics, SharedData};
+use crate::identity::{self, IdentityInputs, Source};
 use crate::metrics::{Counter, MetricSink};
 use crate::worker::{Waiter, Worker};
 
@@ -200,11 +201,40 @@ impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let authority = host::request_header(":authority").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
-        let peer_uri_san = host::property(&["connection", "uri_san_peer_certificate"]);
+        let headers = host::request_headers();
+        let settings = &self.config.identity;
+        let peer_certificate = settings
+            .uses(Source::PeerCertificate)
+            .then(|| host::property(&["connection", "peer_certificate"]))
+            .flatten();
+        let (node_namespace, node_service_account) = if settings.needs_node_metadata() {
+            (node_metadata("NAMESPACE"), node_metadata("SERVICE_ACCOUNT"))
+        } else {
+            (None, None)
+        };
+
+        // Before any decision, so that no outcome lets a forged identity header through.
+        for name in identity::spoofed_headers(settings, &headers) {
+            if let Err(status) = host::remove_request_header(&name) {
+                log::error!(
+                    "[ctx {}] could not remove {name}: {status:?}",
+                    self.context_id
+                );
+                deny(self.context_id, Denial::InvalidIdentity, &*self.metrics);
+                return Action::Pause;
+            }
+            log::debug!("[ctx {}] removed untrusted {name}", self.context_id);
+        }
+
         let request = RequestView {
             authority: &authority,
             path: &path,
-            peer_uri_san: peer_uri_san.as_deref(),
+            identity: IdentityInputs {
+                headers: &headers,
+                peer_certificate: peer_certificate.as_deref(),
+                node_namespace: node_namespace.as_deref(),
+                node_service_account: node_service_account.as_deref(),
+            },
         };
 
         let holder = self.worker.borrow_mut().next_holder();
@@ -241,4 +271,11 @@ impl HttpContext for RequestContext {
         }
         Action::Continue
     }
+}
+
+/// A node metadata value. Envoy 1.40 serves the node as `xds.node`; older proxies (and the
+/// attribute list of earlier Istio releases) name it `node`.
+fn node_metadata(key: &str) -> Option<Vec<u8>> {
+    host::property(&["xds", "node", "metadata", key])
+        .or_else(|| host::property(&["node", "metadata", key]))
 }

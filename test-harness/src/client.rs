@@ -56,6 +56,37 @@ impl Client {
         self.request("GET", port, host, path, headers, "")
     }
 
+    /// Like [`Client::get`], with header values as raw bytes (for values that are not UTF-8).
+    pub fn get_raw(
+        &self,
+        port: u16,
+        host: &str,
+        path: &str,
+        headers: &[(&str, &[u8])],
+    ) -> Result<Response> {
+        let action = format!("GET {host}{path} via port {port}");
+        let mut header_map = HeaderMap::new();
+        header_map.insert(
+            "host",
+            HeaderValue::from_str(host).map_err(|_| Error::unexpected(&action, "invalid host"))?,
+        );
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| Error::unexpected(&action, format!("invalid header name {name:?}")))?;
+            let value = HeaderValue::from_bytes(value)
+                .map_err(|_| Error::unexpected(&action, format!("invalid value for {name}")))?;
+            header_map.append(name, value);
+        }
+        let url = format!("https://127.0.0.1:{port}{path}");
+        let response = self
+            .http
+            .get(url)
+            .headers(header_map)
+            .send()
+            .map_err(|e| Error::http(&action, e))?;
+        Response::read(response, &action)
+    }
+
     /// Like [`Client::get`] with any method and body.
     pub fn request(
         &self,
@@ -86,7 +117,12 @@ impl Client {
             request = request.body(body.to_string());
         }
         let response = request.send().map_err(|e| Error::http(&action, e))?;
+        Response::read(response, &action)
+    }
+}
 
+impl Response {
+    fn read(response: blocking::Response, action: &str) -> Result<Response> {
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -96,7 +132,7 @@ impl Client {
                 (name.as_str().to_string(), value)
             })
             .collect();
-        let body = response.text().map_err(|e| Error::http(&action, e))?;
+        let body = response.text().map_err(|e| Error::http(action, e))?;
         Ok(Response {
             status,
             headers,

@@ -14,6 +14,7 @@ mod envoy;
 mod error;
 pub mod faulty_vault;
 pub mod http_server;
+mod jwt;
 mod openbao;
 mod pki;
 mod poll;
@@ -31,6 +32,7 @@ pub use engines::{DatabaseCreds, DATABASE_CONNECTION, DATABASE_MOUNT, OIDC_KEY};
 pub use envoy::{Envoy, EnvoyConfig, DEFAULT_VAULT_CLUSTER, UPSTREAM_CLUSTER, WASM_ROOT_ID};
 pub use error::{Error, Result};
 pub use faulty_vault::{Fault, FaultyVault};
+pub use jwt::JwtSvidIssuer;
 pub use openbao::{
     unique_value, ApiResponse, CertLogin, OpenBao, VaultToken, CERT_MOUNT, CERT_ROLE, READ_POLICY,
 };

@@ -3,6 +3,7 @@
 
 mod credential;
 mod duration;
+mod identity;
 mod raw;
 
 use std::fmt;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use crate::binding::{is_safe_vault_path, Binding, HostPattern, OnError};
 use crate::cache::{fnv1a, CachePolicy};
-use crate::identity::{is_segment_byte, IdentityPattern, SpiffeId, TrustDomains};
+use crate::identity::{is_segment_byte, IdentityPattern, IdentitySettings, SpiffeId, TrustDomains};
 use raw::{RawAuth, RawBinding, RawCache, RawConfig, RawOnError, RawOnNoBinding, RawVault};
 
 pub const SUPPORTED_VERSION: u32 = 1;
@@ -33,7 +34,7 @@ pub struct Config {
     /// entries written under an old one.
     pub generation: u64,
     pub vault: VaultSettings,
-    pub trust_domains: TrustDomains,
+    pub identity: IdentitySettings,
     pub bindings: Vec<Binding>,
     /// Refuse (403 `no_binding`) rather than pass a request no binding matches: the bindings
     /// are then the complete list of what identities may reach through this proxy.
@@ -65,7 +66,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             reason: reason.into(),
@@ -105,41 +106,15 @@ fn compile(raw: RawConfig, generation: u64) -> Result<Config, ConfigError> {
     }
     let vault = compile_vault(raw.vault)?;
 
-    // TODO(#3): honour the order once there is more than one source.
-    if raw.identity.sources.is_empty() {
-        return Err(ConfigError::new(
-            "identity.sources",
-            "list at least one identity source",
-        ));
-    }
-    if raw.identity.trust_domains.is_empty() {
-        return Err(ConfigError::new(
-            "identity.trust_domains",
-            "list at least one trust domain",
-        ));
-    }
-    for (i, td) in raw.identity.trust_domains.iter().enumerate() {
-        match SpiffeId::parse(&format!("spiffe://{td}")) {
-            Ok(id) if id.path().is_empty() => {}
-            Ok(_) => {
-                return Err(ConfigError::new(
-                    format!("identity.trust_domains[{i}]"),
-                    "not a bare trust domain",
-                ))
-            }
-            Err(e) => {
-                return Err(ConfigError::new(
-                    format!("identity.trust_domains[{i}]"),
-                    e.to_string(),
-                ))
-            }
-        }
-    }
-    let trust_domains = TrustDomains::new(raw.identity.trust_domains);
+    let identity = identity::compile_identity(raw.identity)?;
 
     let mut bindings: Vec<Binding> = Vec::with_capacity(raw.bindings.len());
     for (i, raw_binding) in raw.bindings.into_iter().enumerate() {
-        let binding = compile_binding(raw_binding, &format!("bindings[{i}]"), &trust_domains)?;
+        let binding = compile_binding(
+            raw_binding,
+            &format!("bindings[{i}]"),
+            &identity.trust_domains,
+        )?;
         if bindings.iter().any(|b| b.name == binding.name) {
             let reason = format!("name {:?} is used by an earlier binding", binding.name);
             return Err(ConfigError::new(format!("bindings[{i}].name"), reason));
@@ -152,7 +127,7 @@ fn compile(raw: RawConfig, generation: u64) -> Result<Config, ConfigError> {
     Ok(Config {
         generation,
         vault,
-        trust_domains,
+        identity,
         bindings,
         deny_unbound,
         cache,

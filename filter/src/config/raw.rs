@@ -51,6 +51,9 @@ pub struct RawIdentity {
     pub sources: Vec<RawIdentitySource>,
     #[serde(default)]
     pub trust_domains: Vec<String>,
+    pub xfcc: Option<RawXfcc>,
+    pub jwt_svid: Option<RawJwtSvid>,
+    pub local_workload: Option<RawLocalWorkload>,
 }
 
 impl Default for RawIdentity {
@@ -58,19 +61,67 @@ impl Default for RawIdentity {
         Self {
             sources: default_sources(),
             trust_domains: Vec::new(),
+            xfcc: None,
+            jwt_svid: None,
+            local_workload: None,
         }
     }
 }
 
-// TODO(#3): the xfcc, jwt_svid and local_workload sources.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RawIdentitySource {
     PeerCertificate,
+    Xfcc,
+    JwtSvid,
+    LocalWorkload,
 }
 
 fn default_sources() -> Vec<RawIdentitySource> {
     vec![RawIdentitySource::PeerCertificate]
+}
+
+/// `trusted` has no default that reads as yes: the operator states it about the previous hop.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawXfcc {
+    #[serde(default)]
+    pub trusted: bool,
+    #[serde(default)]
+    pub element: RawXfccElement,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawXfccElement {
+    First,
+    #[default]
+    Last,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwtSvid {
+    #[serde(default = "default_jwt_header")]
+    pub header: String,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// A JWKS document; checked key by key when compiled, so errors name the key.
+    pub jwks: serde_json::Value,
+    #[serde(default)]
+    pub forward: bool,
+    pub leeway: Option<String>,
+}
+
+fn default_jwt_header() -> String {
+    "authorization".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocalWorkload {
+    pub spiffe_id: Option<String>,
+    pub trust_domain: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

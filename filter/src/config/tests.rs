@@ -351,3 +351,122 @@ fn on_no_binding_defaults_to_pass_through() {
         "on_no_binding"
     );
 }
+
+fn with_identity(identity: Value) -> Value {
+    with(valid(), "/identity", identity)
+}
+
+fn ec_jwks() -> Value {
+    // A P-256 public key (RFC 7517 appendix A.1).
+    json!({ "keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "use": "jwt-svid",
+        "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+        "y": "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"
+    }]})
+}
+
+#[test]
+fn compiles_every_identity_source() {
+    let identity = json!({
+        "sources": ["xfcc", "jwt_svid", "peer_certificate", "local_workload"],
+        "trust_domains": ["example.org"],
+        "xfcc": { "trusted": true, "element": "first" },
+        "jwt_svid": { "header": "X-JWT-SVID", "audiences": ["latchkey"], "jwks": ec_jwks(),
+                      "forward": true, "leeway": "30s" },
+        "local_workload": { "trust_domain": "example.org" }
+    });
+    let config = Config::from_json(with_identity(identity).to_string().as_bytes()).unwrap();
+    let identity = &config.identity;
+    assert_eq!(identity.sources[0], crate::identity::Source::Xfcc);
+    assert_eq!(
+        identity.xfcc,
+        Some(crate::identity::XfccElementChoice::First)
+    );
+    let jwt = identity.jwt_svid.as_ref().unwrap();
+    assert_eq!(jwt.header, "x-jwt-svid");
+    assert!(jwt.forward);
+}
+
+#[test]
+fn identity_refusals_name_the_field() {
+    let td = json!(["example.org"]);
+    let cases = [
+        (
+            json!({"sources": [], "trust_domains": td}),
+            "identity.sources",
+        ),
+        (
+            json!({"sources": ["peer_certificate", "peer_certificate"], "trust_domains": td}),
+            "identity.sources[1]",
+        ),
+        (
+            json!({"sources": ["xfcc"], "trust_domains": td}),
+            "identity.xfcc",
+        ),
+        (
+            json!({"sources": ["xfcc"], "trust_domains": td, "xfcc": {}}),
+            "identity.xfcc.trusted",
+        ),
+        (
+            json!({"sources": ["peer_certificate"], "trust_domains": td,
+                   "xfcc": {"trusted": true}}),
+            "identity.xfcc",
+        ),
+        (
+            json!({"sources": ["jwt_svid"], "trust_domains": td}),
+            "identity.jwt_svid",
+        ),
+        (
+            json!({"sources": ["jwt_svid"], "trust_domains": td,
+                   "jwt_svid": {"audiences": [], "jwks": ec_jwks()}}),
+            "identity.jwt_svid.audiences",
+        ),
+        (
+            json!({"sources": ["jwt_svid"], "trust_domains": td,
+                   "jwt_svid": {"audiences": ["a"], "jwks": ec_jwks(), "leeway": "15m"}}),
+            "identity.jwt_svid.leeway",
+        ),
+        (
+            json!({"sources": ["jwt_svid"], "trust_domains": td,
+                   "jwt_svid": {"audiences": ["a"], "jwks": {"keys": [{"kty": "oct"}]}}}),
+            "identity.jwt_svid.jwks.keys[0]",
+        ),
+        (
+            json!({"sources": ["jwt_svid"], "trust_domains": td,
+                   "jwt_svid": {"audiences": ["a"], "jwks": {"keys": []}}}),
+            "identity.jwt_svid.jwks.keys",
+        ),
+        (
+            json!({"sources": ["jwt_svid"], "trust_domains": td,
+                   "jwt_svid": {"header": ":path", "audiences": ["a"], "jwks": ec_jwks()}}),
+            "identity.jwt_svid.header",
+        ),
+        (
+            json!({"sources": ["local_workload"], "trust_domains": td,
+                   "local_workload": {}}),
+            "identity.local_workload",
+        ),
+        (
+            json!({"sources": ["local_workload"], "trust_domains": td,
+                   "local_workload": {"spiffe_id": "spiffe://evil.example/x"}}),
+            "identity.local_workload.spiffe_id",
+        ),
+        (
+            json!({"sources": ["local_workload"], "trust_domains": td,
+                   "local_workload": {"trust_domain": "Bad"}}),
+            "identity.local_workload.trust_domain",
+        ),
+    ];
+    for (identity, field) in cases {
+        let err = refused(with_identity(identity.clone()));
+        assert_eq!(err.field, field, "{identity}: {err}");
+    }
+}
+
+#[test]
+fn identity_sections_refuse_unknown_fields() {
+    let identity = json!({"sources": ["xfcc"], "trust_domains": ["example.org"],
+                          "xfcc": {"trusted": true, "trust": true}});
+    let err = refused(with_identity(identity));
+    assert!(err.field.starts_with("identity.xfcc"), "{err}");
+}

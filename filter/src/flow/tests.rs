@@ -18,7 +18,10 @@ fn config(on_error: &str) -> Config {
             "cluster": "vault", "authority": "vault.local:8200",
             "auth": { "method": "cert", "role": "latchkey-gateway" }
         },
-        "identity": { "trust_domains": ["example.org"] },
+        // XFCC carries the caller here only because it is the easiest input to fake in a test.
+        "identity": {
+            "sources": ["xfcc"], "xfcc": { "trusted": true }, "trust_domains": ["example.org"]
+        },
         "bindings": [{
             "name": "payments-api",
             "match": {
@@ -37,11 +40,24 @@ fn config(on_error: &str) -> Config {
     Config::from_json(raw.to_string().as_bytes()).unwrap()
 }
 
+/// The caller as the nearest hop's XFCC element names it.
+fn caller(peer: Option<&'static [u8]>) -> IdentityInputs<'static> {
+    let headers = peer.map(|id| {
+        let mut value = b"URI=".to_vec();
+        value.extend_from_slice(id);
+        vec![(crate::identity::XFCC_HEADER.to_string(), value)]
+    });
+    IdentityInputs {
+        headers: Box::leak(Box::new(headers.unwrap_or_default())),
+        ..IdentityInputs::default()
+    }
+}
+
 fn view(peer: Option<&'static [u8]>) -> RequestView<'static> {
     RequestView {
         authority: b"api.payments.example",
         path: b"/v1/charge",
-        peer_uri_san: peer,
+        identity: caller(peer),
     }
 }
 
@@ -239,12 +255,32 @@ fn foreign_trust_domain_is_denied() {
 }
 
 #[test]
+fn each_identity_refusal_has_its_own_denial() {
+    let config = config("deny");
+    let cases: [(&'static [u8], Denial); 3] = [
+        (
+            b"spiffe://example.org/a;URI=spiffe://example.org/b",
+            Denial::AmbiguousIdentity,
+        ),
+        (b"spiffe://example.org/a/../b", Denial::InvalidIdentity),
+        (b"\"unterminated", Denial::InvalidIdentity),
+    ];
+    for (peer, denial) in cases {
+        let decision = begin(1, &config, &view(Some(peer)), &FakeStore::default(), NOW, 1);
+        assert!(
+            matches!(decision, Decision::Deny(d) if d == denial),
+            "{decision:?}"
+        );
+    }
+}
+
+#[test]
 fn unbound_destination_passes_through() {
     let config = config("deny");
     let request = RequestView {
         authority: b"other.example",
         path: b"/",
-        peer_uri_san: Some(CHECKOUT),
+        identity: caller(Some(CHECKOUT)),
     };
     let decision = begin(1, &config, &request, &FakeStore::default(), NOW, 1);
     assert!(matches!(decision, Decision::PassThrough));
@@ -357,7 +393,7 @@ fn exhaustive_bindings_deny_unbound_destinations() {
     let request = RequestView {
         authority: b"other.example",
         path: b"/",
-        peer_uri_san: Some(CHECKOUT),
+        identity: caller(Some(CHECKOUT)),
     };
     let decision = begin(1, &config, &request, &FakeStore::default(), NOW, 1);
     assert!(matches!(decision, Decision::Deny(Denial::NoBinding)));

@@ -1,11 +1,29 @@
 //! Who is calling. An identity comes only from something the mesh verified; anything else is
-//! refused with a reason, never guessed.
+//! refused with a reason, never guessed. `resolve` tries the configured sources in order.
 
+mod jwt_svid;
 mod pattern;
+mod peer_certificate;
+mod resolve;
 mod spiffe;
+mod spoofing;
+#[cfg(test)]
+mod testdata;
+mod x509;
+mod xfcc;
 
+pub use jwt_svid::{Algorithm, JwksError, JwtSvidError, JwtSvidVerifier, MAX_TOKEN_BYTES};
 pub use pattern::IdentityPattern;
+pub use peer_certificate::CertificateError;
+pub use resolve::{
+    resolve, IdentityInputs, IdentitySettings, JwtSvidSettings, LocalWorkload, Resolved,
+};
 pub use spiffe::{is_segment_byte, SpiffeId, SpiffeIdError};
+pub use spoofing::{spoofed_headers, OWN_HEADER_PREFIX, XFCC_HEADER};
+pub use x509::{uri_sans, DerError};
+pub use xfcc::{
+    parse as parse_xfcc, spiffe_id as xfcc_spiffe_id, XfccElement, XfccElementChoice, XfccError,
+};
 
 use std::fmt;
 
@@ -23,88 +41,77 @@ impl TrustDomains {
     }
 }
 
+/// Where an identity came from; the names are those of `identity.sources`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    PeerCertificate,
+    Xfcc,
+    JwtSvid,
+    LocalWorkload,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PeerCertificate => "peer_certificate",
+            Self::Xfcc => "xfcc",
+            Self::JwtSvid => "jwt_svid",
+            Self::LocalWorkload => "local_workload",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why no identity was accepted. Each variant maps to its own error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdentityError {
-    /// No verified peer certificate with a URI SAN on the downstream connection.
+    /// No configured source carried an identity.
     Missing,
-    Malformed(SpiffeIdError),
+    /// An X.509-SVID or XFCC element must name exactly one URI.
+    Ambiguous {
+        source: Source,
+        uri_sans: usize,
+    },
+    NotSpiffe {
+        source: Source,
+        error: SpiffeIdError,
+    },
     UntrustedDomain {
+        source: Source,
         trust_domain: String,
     },
+    BadCertificate(CertificateError),
+    BadXfcc(XfccError),
+    /// The header arrived more than once; which copy a hop appended to cannot be known.
+    RepeatedHeader {
+        source: Source,
+    },
+    BadJwtSvid(JwtSvidError),
 }
 
 impl fmt::Display for IdentityError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Missing => write!(f, "no verified peer identity"),
-            Self::Malformed(e) => write!(f, "peer identity is not a SPIFFE ID: {e}"),
-            Self::UntrustedDomain { trust_domain } => {
-                write!(f, "trust domain {trust_domain} is not trusted")
+            Self::Missing => write!(f, "no configured source carried an identity"),
+            Self::Ambiguous { source, uri_sans } => {
+                write!(f, "{source} names {uri_sans} URIs; exactly one is allowed")
             }
+            Self::NotSpiffe { source, error } => {
+                write!(f, "{source} identity is not a SPIFFE ID: {error}")
+            }
+            Self::UntrustedDomain {
+                source,
+                trust_domain,
+            } => write!(f, "{source} trust domain {trust_domain} is not trusted"),
+            Self::BadCertificate(e) => e.fmt(f),
+            Self::BadXfcc(e) => e.fmt(f),
+            Self::RepeatedHeader { source } => write!(f, "{source} header sent more than once"),
+            Self::BadJwtSvid(e) => e.fmt(f),
         }
-    }
-}
-
-/// Resolves the caller from the URI SAN of the verified downstream certificate.
-///
-/// TODO(#3): parse `connection.peer_certificate` so that a certificate with several URI SANs is
-/// refused; Envoy's `uri_san_peer_certificate` shows only the first one.
-pub fn from_peer_uri_san(
-    uri_san: Option<&[u8]>,
-    trusted: &TrustDomains,
-) -> Result<SpiffeId, IdentityError> {
-    let raw = match uri_san {
-        Some(raw) if !raw.is_empty() => raw,
-        _ => return Err(IdentityError::Missing),
-    };
-    let id = SpiffeId::parse_bytes(raw).map_err(IdentityError::Malformed)?;
-    if !trusted.allows(&id) {
-        let trust_domain = id.trust_domain().to_string();
-        return Err(IdentityError::UntrustedDomain { trust_domain });
-    }
-    Ok(id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn example_org() -> TrustDomains {
-        TrustDomains::new(vec!["example.org".into()])
-    }
-
-    #[test]
-    fn accepts_svid_from_trusted_domain() {
-        let id = from_peer_uri_san(Some(b"spiffe://example.org/ns/a/sa/b"), &example_org());
-        assert_eq!(id.unwrap().as_str(), "spiffe://example.org/ns/a/sa/b");
-    }
-
-    #[test]
-    fn missing_or_empty_san_is_no_identity() {
-        assert_eq!(
-            from_peer_uri_san(None, &example_org()),
-            Err(IdentityError::Missing)
-        );
-        assert_eq!(
-            from_peer_uri_san(Some(b""), &example_org()),
-            Err(IdentityError::Missing)
-        );
-    }
-
-    #[test]
-    fn refuses_other_trust_domains() {
-        let err = from_peer_uri_san(Some(b"spiffe://evil.example/x"), &example_org()).unwrap_err();
-        assert_eq!(
-            err,
-            IdentityError::UntrustedDomain {
-                trust_domain: "evil.example".into()
-            }
-        );
-    }
-
-    #[test]
-    fn refuses_non_spiffe_san_without_panicking_on_bytes() {
-        let err = from_peer_uri_san(Some(b"https://example.org/\xff"), &example_org());
-        assert!(matches!(err, Err(IdentityError::Malformed(_))));
     }
 }

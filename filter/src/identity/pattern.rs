@@ -33,6 +33,9 @@ impl IdentityPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tables run on wasm32 under wasm-bindgen-test (`make wasm-test`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn id(raw: &str) -> SpiffeId {
         SpiffeId::parse(raw).unwrap()

@@ -188,6 +188,9 @@ impl fmt::Debug for SpiffeId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    // The same tables run on wasm32 under wasm-bindgen-test (`make wasm-test`).
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn err(raw: &str) -> SpiffeIdError {
         SpiffeId::parse(raw).unwrap_err()

@@ -36,6 +36,8 @@ pub struct EnvoyConfig {
     vault_cluster_name: String,
     upstream_cluster_name: String,
     node: Option<Value>,
+    forward_client_cert: Option<String>,
+    node_metadata: Option<Value>,
     pub(crate) concurrency: u32,
     pub(crate) wasm_log_level: String,
     access_log: Option<(PathBuf, String)>,
@@ -74,6 +76,8 @@ impl EnvoyConfig {
             vault_cluster_name: DEFAULT_VAULT_CLUSTER.to_string(),
             upstream_cluster_name: UPSTREAM_CLUSTER.to_string(),
             node: None,
+            forward_client_cert: None,
+            node_metadata: None,
             concurrency: 1,
             wasm_log_level: "debug".to_string(),
             access_log: None,
@@ -177,6 +181,19 @@ impl EnvoyConfig {
         self
     }
 
+    /// The HTTP connection manager's `forward_client_cert_details` (`SANITIZE` when unset, as in
+    /// Envoy). `APPEND_FORWARD` and `SANITIZE_SET` also set the client certificate's URI SAN.
+    pub fn forward_client_cert(mut self, mode: &str) -> Self {
+        self.forward_client_cert = Some(mode.to_string());
+        self
+    }
+
+    /// The node's `metadata`, as Istio sets `NAMESPACE` and `SERVICE_ACCOUNT` on a sidecar.
+    pub fn node_metadata(mut self, metadata: Value) -> Self {
+        self.node_metadata = Some(metadata);
+        self
+    }
+
     /// Worker threads (`--concurrency`, default 1).
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
@@ -211,6 +228,12 @@ impl EnvoyConfig {
         });
         if let Some(node) = &self.node {
             bootstrap["node"] = node.clone();
+        } else if let Some(metadata) = &self.node_metadata {
+            bootstrap["node"] = json!({
+                "id": "latchkey-test",
+                "cluster": "latchkey-test",
+                "metadata": metadata,
+            });
         }
         bootstrap
     }
@@ -241,7 +264,7 @@ impl EnvoyConfig {
             },
         }));
 
-        let hcm = json!({
+        let mut hcm = json!({
             "@type": "type.googleapis.com/envoy.extensions.filters.network.\
                       http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": LISTENER_NAME,
@@ -263,7 +286,6 @@ impl EnvoyConfig {
             },
             "http_filters": http_filters,
         });
-        let mut hcm = hcm;
         if let Some((path, format)) = &self.access_log {
             hcm["access_log"] = json!([{
                 "name": "envoy.access_loggers.file",
@@ -273,6 +295,12 @@ impl EnvoyConfig {
                     "log_format": { "text_format_source": { "inline_string": format } },
                 },
             }]);
+        }
+        if let Some(mode) = &self.forward_client_cert {
+            hcm["forward_client_cert_details"] = json!(mode);
+            if mode == "APPEND_FORWARD" || mode == "SANITIZE_SET" {
+                hcm["set_current_client_cert_details"] = json!({ "uri": true });
+            }
         }
 
         json!({

@@ -1,0 +1,30 @@
+//! A fixed RSA-2048 test key (`openssl genpkey`): generating one in a debug test run takes long.
+pub const RSA_PKCS8: &str = "\
+-----BEGIN PRIVATE KEY-----\n\
+MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCI5BUNg2/xUWsw\n\
+Ak9l8RwhZRGRYnyRiu1DZXTXMStrl6aPeM0UhgELwIgoEFzlgmcTMbwnMfWWetjI\n\
+diBOta6fxd8KMCWPGXo2BqFHTK5xqvHyNm0AElNvL1ewBr8+suxepTpqAHemVqou\n\
+OYG36vu5k1wnunyWO/ueNOcypRrG3okgk0FH6YLyBNHaK+d0D0EULA6I3/+PX9QV\n\
+d4FirkxWZi5FYwcxCnq/+X0PQS52Y04gLXwXs4NaP9k7n0UsNPdF+vPlc7CqL+41\n\
+jskNj3PY32VI0nIn4Z+VZeUf4/lLAKgEX6Plakjd714Kq/95Qqgfowe/EEPMIRMJ\n\
+MIfF+EyxAgMBAAECggEAAaNJ+bIKhTaCS+4hJVD500/2YnkNUL/66AEnIVqAIJ7N\n\
+Qj7xpDbYvRth/am5dNEHOvBvxf/H5pOkc5yPNSXhF54KVcC++Ev3nX0dkaDyHt/K\n\
+2okqa3NsrmJAgDWKdP12zMiZDvLfu5yil2A+hDTya1VfJ0YIztLbpzhOklltnTbA\n\
+re4BjOs//a9AVECE1ZVTnfiURDX45FL3j2J2RhW5KWHqbEy5Z/AmMUM11Pmi6Ln4\n\
+qfJN7jBulOc/6gmK/f2WmPz0oAB5ZkcT2F4bqvz2Fxt+gZ8z3g04nCUE5TlDFUwa\n\
++i7HUG3w+VM5hFXJjHVrqdm+phJgiMbeUgTDN2b4aQKBgQC/iCu0vovU0QxiKZVe\n\
+EGx9+y5eMiN30f9XsIDYC9O9H0xIYySJu6M6fvS0v5P4w1YhpO0q9mxa9z285wwg\n\
+7GXhMwXdk6ve52zPQUPpF9scCvTiQr4MxwJqYI5wmRykWk68rGgZR6sKtLcYUCnT\n\
+chkuHtyd7kbwOuvLCJlL/9R1yQKBgQC296KGj+EJHYEQJyY9nOFW+hMeOgKRMUgz\n\
+eZC1KKhyNKsKVpXrTnPmddu83WDu5fr3s0shgcwb/lg891acbFjU1cQeiT/fjcxt\n\
+H3wKANgbi/CYnXTqLBNuteGFq0CEtYpyvPgnlZ/E6OEneA1ph5m+zS47141sfhmf\n\
+C7Rq2wOzqQKBgFSCi+5baS2E8/bYLEzt6EEKNKJhcx7qbMVPXvp09X9sMOd7v2J6\n\
+hYJJBEZAhdTss7Nypycexh65Guef9s0MIcPlFIB5KQvYhz1HqeROn2JXP0gadOsE\n\
+YH95jUAHfwjRxA4h8Gi/I6w8otE6hcoDfTLJcUTKH0jeZq4WZDWRczhpAoGBAIie\n\
+0FT6CmbsCPsuwHcxNXHkuXHQjyorSmZlV5BuE5lzimPl03wo0JI9Xx7fjwnT4Fol\n\
+HuyeJvKgMPMVHS8gGBSUqiTDB1a+Yu74m348syGelMDgkfRphPkeBo/xF/QAOqkC\n\
+QaoNJ4e4/KakFh++iSbXvrYgdhGU9zyzWLyRXWpBAoGAGded2/9ZkiP4GD6udZWs\n\
+oOD6OZ65yLi3ILQAeNhwRFktSNITQpyCjRrmZk4IhB0Z8KomdWTJ4laNiv1dM+DD\n\
+H602MeJBWDo1otBk6l/shkzxM+kxREUeSRov9Iyl6DT2hzhG2aPYKAUxEP8O5+3j\n\
+5eTQb+gJVs7tCKVOAqDVeU4=\n\
+-----END PRIVATE KEY-----\n";
