@@ -15,6 +15,7 @@ mod error;
 pub mod faulty_vault;
 pub mod http_server;
 mod jwt;
+pub mod leaks;
 mod openbao;
 mod pki;
 mod poll;

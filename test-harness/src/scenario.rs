@@ -62,6 +62,8 @@ pub struct Gateway {
     pub pki: Pki,
     /// The checkout workload's API key in OpenBao, unique per run so leak checks can find it.
     pub api_key: String,
+    /// Whether dropping the gateway runs the leak scan (see the `Drop` impl).
+    pub scan_for_leaks_on_drop: bool,
     pub dir: TestDir,
 }
 
@@ -96,7 +98,8 @@ impl Gateway {
         let echo = EchoUpstream::start()?;
         let config = EnvoyConfig::new(&pki, echo.port())?
             .vault(openbao.tls_port(), &pki.svid(PROXY_SPIFFE_ID)?)
-            .wasm_filter(wasm_module()?, plugin_config);
+            .wasm_filter(wasm_module()?, plugin_config)
+            .wasm_log_level("trace");
         let envoy = Envoy::start(&dir, customize(&dir, config))?;
         Ok(Gateway {
             envoy,
@@ -104,6 +107,7 @@ impl Gateway {
             openbao,
             pki,
             api_key,
+            scan_for_leaks_on_drop: true,
             dir,
         })
     }
@@ -166,6 +170,22 @@ impl Gateway {
             .collect())
     }
 
+    /// Where the secrets this run handed out (or anything shaped like a vault token or a JWT)
+    /// appear in Envoy's log, stats or config dump. Checked on every drop; see below.
+    pub fn leaks(&self) -> Result<Vec<String>> {
+        let mut secrets = crate::leaks::handed_out(&self.audit_entries()?);
+        secrets.push((self.api_key.clone(), "credential"));
+        let mut found = crate::leaks::findings("Envoy's log", &self.envoy.log_contents(), &secrets);
+        for (place, path) in [
+            ("Envoy's stats", "/stats"),
+            ("the config dump", "/config_dump"),
+        ] {
+            let text = self.envoy.admin_get(path)?;
+            found.extend(crate::leaks::findings(place, &text, &secrets));
+        }
+        Ok(found)
+    }
+
     fn audit_entries(&self) -> Result<Vec<Value>> {
         let audit = std::fs::read_to_string(self.openbao.audit_log_path())
             .map_err(|e| crate::error::Error::io("reading the OpenBao audit log", e))?;
@@ -173,6 +193,22 @@ impl Gateway {
             .lines()
             .filter_map(|line| serde_json::from_str(line).ok())
             .collect())
+    }
+}
+
+/// Every test that runs a gateway also checks secret hygiene: when it ends without a failure,
+/// nothing the vault handed out may be found in Envoy's log (wasm at trace level), its stats or
+/// its config dump.
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if std::thread::panicking() || !self.scan_for_leaks_on_drop || !self.envoy.is_running() {
+            return;
+        }
+        match self.leaks() {
+            Ok(found) if found.is_empty() => {}
+            Ok(found) => panic!("secrets leaked: {found:?}"),
+            Err(err) => panic!("the leak scan failed: {err}"),
+        }
     }
 }
 

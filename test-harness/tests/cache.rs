@@ -54,8 +54,11 @@ fn burst(gateway: &Gateway, clients: &[Client], count: usize) -> Vec<Response> {
 
 #[test]
 fn a_thousand_concurrent_cold_requests_make_one_login_and_one_read() {
-    let gateway =
-        Gateway::start_with_workers("cold_burst_single_flight", plugin_config(), 2).unwrap();
+    // Wasm trace logging (every ABI call) would multiply this test's log a hundredfold.
+    let gateway = Gateway::start_customized("cold_burst_single_flight", plugin_config(), |_, c| {
+        c.concurrency(2).wasm_log_level("debug")
+    })
+    .unwrap();
     let app = gateway.checkout().unwrap();
 
     let responses = burst(&gateway, &[app], 1_000);

@@ -260,3 +260,32 @@ fn access_logs_show_caller_binding_and_cache_outcome() {
     assert_eq!(lines[1], format!("200 {caller} cache=hit"));
     assert_eq!(lines[2], "403 caller=- binding=- cache=-");
 }
+
+#[test]
+fn the_leak_scan_finds_a_handed_out_secret_where_it_does_not_belong() {
+    // A header name may look like a key; naming the secret itself in `strip` plants it in
+    // Envoy's config dump, where the scan has to find it.
+    let planted = latchkey_test_harness::unique_value("sk-planted-");
+    let mut config = plugin_config();
+    config["bindings"][0]["strip"] = json!([planted]);
+    let mut gateway = Gateway::start_with("leak_scan_finds_planted", config).unwrap();
+    let path = latchkey_test_harness::scenario::SECRET_PATH;
+    gateway
+        .openbao
+        .kv_put(path, json!({ "api_key": planted }))
+        .unwrap();
+    let app = gateway.checkout().unwrap();
+    assert_eq!(gateway.call_api(&app, "/v1/a", &[]).unwrap().status, 200);
+
+    let leaks = gateway.leaks().unwrap();
+
+    assert_eq!(
+        leaks,
+        ["the config dump: a credential the vault handed out"]
+    );
+    assert!(
+        leaks.iter().all(|leak| !leak.contains(&planted)),
+        "a finding names the secret"
+    );
+    gateway.scan_for_leaks_on_drop = false;
+}
