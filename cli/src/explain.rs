@@ -102,9 +102,32 @@ pub fn explain(config: &Config, question: &Question<'_>) -> Decision {
         }
     };
     let source = &binding.credential;
-    let VaultAuth::Cert { role, .. } = &config.vault.auth;
-
-    let login = vault::cert_login(&config.vault);
+    let login = match &config.vault.auth {
+        VaultAuth::Cert { mount, role } => {
+            let login = vault::cert_login(&config.vault, mount, role);
+            format!(
+                "{} {} as role {role:?} (the proxy's token, cached)",
+                login.method, login.path
+            )
+        }
+        VaultAuth::Jwt { mount, role } => {
+            match binding::render_for(role, &caller) {
+                Ok(role) => {
+                    let login = vault::jwt_login(&config.vault, mount, &role, "");
+                    let path = login.path;
+                    format!("POST {path} as role {role:?} with the caller's JWT-SVID (cached per caller)")
+                }
+                Err(_) => {
+                    let reason = "the jwt login role needs identity parts this caller lacks";
+                    let denial = Denial::IdentityUnusable;
+                    return Decision::Refused {
+                        denial,
+                        reason: reason.to_string(),
+                    };
+                }
+            }
+        }
+    };
     let read = vault::secret_read(&config.vault, source.api_path(&rendered), "", &caller);
     let bound = source
         .refresh
@@ -126,7 +149,7 @@ pub fn explain(config: &Config, question: &Question<'_>) -> Decision {
     Decision::Bound(Box::new(BoundRequest {
         index,
         name: binding.name.clone(),
-        login: format!("{} {} as role {role:?}", login.method, login.path),
+        login,
         read: format!("{} {}", read.method, read.path),
         credential,
         strip: binding.strip.clone(),
@@ -166,7 +189,7 @@ impl fmt::Display for Decision {
             Decision::Bound(bound) => {
                 let mut text = String::new();
                 let _ = writeln!(text, "binding:     #{} {}", bound.index, bound.name);
-                let _ = writeln!(text, "vault login: {} (cached vault token)", bound.login);
+                let _ = writeln!(text, "vault login: {}", bound.login);
                 let _ = writeln!(text, "vault read:  {}", bound.read);
                 let _ = writeln!(text, "credential:  {}", bound.credential);
                 let _ = writeln!(text, "removes:     {}", bound.strip.join(", "));
@@ -226,7 +249,10 @@ mod tests {
         };
         assert_eq!(bound.name, "payments-api");
         assert_eq!(bound.read, "GET /v1/secret/data/apps/payments/checkout");
-        assert_eq!(bound.login, "POST /v1/auth/cert/login as role \"gw\"");
+        assert_eq!(
+            bound.login,
+            "POST /v1/auth/cert/login as role \"gw\" (the proxy's token, cached)"
+        );
         assert_eq!(bound.inject, ["authorization: Bearer {api_key}"]);
         assert!(bound.strip.contains(&"x-api-key".to_string()));
         assert!(decision

@@ -304,3 +304,25 @@ fn invalid_configs_are_refused_by_both_schema_and_parser() {
         );
     }
 }
+
+#[test]
+fn a_jwt_login_config_is_valid_for_both_schema_and_parser() {
+    let validator = validator();
+    let config = broken(|c| {
+        c["vault"]["auth"] = json!({ "method": "jwt", "role": "{namespace}-{service_account}" });
+        c["identity"] = json!({
+            "sources": ["jwt_svid"], "trust_domains": ["example.org"],
+            "jwt_svid": { "audiences": ["latchkey"], "jwks": { "keys": [{
+                "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+                "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"
+            }] } }
+        });
+    });
+    Config::from_json(config.to_string().as_bytes()).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&config)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}

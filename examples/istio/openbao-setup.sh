@@ -73,10 +73,9 @@ POLICY
 echo "audit header x-latchkey-caller"
 "$BAO" write sys/config/auditing/request-headers/x-latchkey-caller hmac=false >/dev/null
 
-# TODO(#4): the filter cannot log in with a caller's JWT-SVID yet (jwt auth is tracked in #4).
-# The role below is what that login will use: one role per workload, named
-# <namespace>-<service-account> as `vault.auth.role: "{namespace}-{service_account}"` renders
-# it, bound to the workload's SPIFFE ID and to the audience latchkey accepts.
+# For `vault.auth: {method: jwt, role: "{namespace}-{service_account}"}`: latchkey logs in as
+# each caller with its verified JWT-SVID, so each workload gets its own role (and policy), named
+# <namespace>-<service-account>, bound to its SPIFFE ID and to the audience latchkey accepts.
 if [ -n "${JWT_PUBKEYS_FILE:-}" ]; then
   echo "jwt auth at $JWT_MOUNT/ and role payments-checkout"
   if ! mounted auth "$JWT_MOUNT"; then

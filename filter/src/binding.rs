@@ -165,24 +165,29 @@ pub enum VaultPathError {
 impl CredentialSource {
     /// The vault path under the mount, rendered from the verified identity only.
     pub fn render_path(&self, caller: &SpiffeId) -> Result<String, VaultPathError> {
-        let k8s = caller.kubernetes_parts();
-        let rendered = self
-            .path
-            .render(|name| match name {
-                "trust_domain" => Some(caller.trust_domain()),
-                "spiffe_path" => Some(caller.path()).filter(|p| !p.is_empty()),
-                "namespace" => k8s.map(|(ns, _)| ns),
-                "service_account" => k8s.map(|(_, sa)| sa),
-                _ => None,
-            })
-            .map_err(|variable| VaultPathError::MissingPart {
-                variable: variable.to_string(),
-            })?;
-        if is_safe_vault_path(&rendered) {
-            Ok(rendered)
-        } else {
-            Err(VaultPathError::Unsafe)
-        }
+        render_for(&self.path, caller)
+    }
+}
+
+/// Renders a path or role template from the verified identity only, and refuses a result that
+/// is not a safe vault path.
+pub fn render_for(template: &Template, caller: &SpiffeId) -> Result<String, VaultPathError> {
+    let k8s = caller.kubernetes_parts();
+    let rendered = template
+        .render(|name| match name {
+            "trust_domain" => Some(caller.trust_domain()),
+            "spiffe_path" => Some(caller.path()).filter(|p| !p.is_empty()),
+            "namespace" => k8s.map(|(ns, _)| ns),
+            "service_account" => k8s.map(|(_, sa)| sa),
+            _ => None,
+        })
+        .map_err(|variable| VaultPathError::MissingPart {
+            variable: variable.to_string(),
+        })?;
+    if is_safe_vault_path(&rendered) {
+        Ok(rendered)
+    } else {
+        Err(VaultPathError::Unsafe)
     }
 }
 

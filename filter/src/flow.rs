@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use crate::binding::{self, Binding, Destination, OnError, VaultPathError};
 use crate::cache::{self, Lookup, SharedStore};
-use crate::config::Config;
+use crate::config::{Config, VaultAuth};
 use crate::denial::Denial;
 use crate::identity::{self, IdentityError, IdentityInputs, SpiffeId};
+use crate::vault::Secret;
 
 mod job;
 
@@ -29,6 +30,8 @@ pub struct Pending {
     pub caller: SpiffeId,
     pub vault_path: String,
     pub key: String,
+    /// The caller's verified JWT-SVID, for vault `jwt` logins.
+    pub jwt_svid: Option<Secret>,
 }
 
 #[derive(Debug)]
@@ -82,20 +85,18 @@ pub fn begin_traced<'c>(
     holder: u64,
 ) -> (Decision<'c>, Trace<'c>) {
     let mut trace = Trace::default();
-    let caller = match identity::resolve(&config.identity, &request.identity, now_ms / 1000) {
-        Ok(resolved) => {
-            log::debug!(
-                "[ctx {context_id}] caller={} source={}",
-                resolved.id,
-                resolved.source
-            );
-            resolved.id
-        }
+    let resolved = match identity::resolve(&config.identity, &request.identity, now_ms / 1000) {
+        Ok(resolved) => resolved,
         Err(err) => {
             log::info!("[ctx {context_id}] identity refused: {err}");
             return (Decision::Deny(identity_denial(&err)), trace);
         }
     };
+    let (caller, jwt_svid) = (resolved.id, resolved.jwt_svid);
+    log::debug!(
+        "[ctx {context_id}] caller={caller} source={}",
+        resolved.source
+    );
     trace.caller = Some(caller.clone());
 
     let destination = Destination {
@@ -129,11 +130,17 @@ pub fn begin_traced<'c>(
         caller.as_str(),
         &vault_path,
     );
+    // A jwt login presents the caller's own JWT-SVID; another source cannot log in for it.
+    if matches!(config.vault.auth, VaultAuth::Jwt { .. }) && jwt_svid.is_none() {
+        log::info!("[ctx {context_id}] caller={caller} has no JWT-SVID for the vault's jwt login");
+        return (Decision::Deny(Denial::IdentityUnusable), trace);
+    }
     let pending = Pending {
         binding: index,
         caller,
         vault_path,
         key,
+        jwt_svid,
     };
     let decision = resolve(context_id, config, pending, store, now_ms, holder);
     let cache = match &decision {

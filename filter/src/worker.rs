@@ -97,6 +97,7 @@ mod tests {
             caller: SpiffeId::parse("spiffe://td/a").unwrap(),
             vault_path: "p".into(),
             key: key.into(),
+            jwt_svid: None,
         };
         Waiter {
             context_id,

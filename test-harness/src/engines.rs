@@ -155,6 +155,32 @@ impl OpenBao {
         self.grant_proxy_read("identity/oidc/token/*")
     }
 
+    /// Enables jwt auth at `jwt/` trusting JWT-SVIDs signed by `public_key_pem`, with one role
+    /// per `(role, SPIFFE ID)`: the role accepts only that subject with audience `audience`, and
+    /// its tokens carry the read policy. Vault policy then applies per workload.
+    pub fn enable_jwt_auth(
+        &self,
+        public_key_pem: &str,
+        audience: &str,
+        roles: &[(&str, &str)],
+    ) -> Result<()> {
+        self.api_ok("POST", "sys/auth/jwt", Some(&json!({ "type": "jwt" })))?;
+        let config = json!({ "jwt_validation_pubkeys": [public_key_pem] });
+        self.api_ok("POST", "auth/jwt/config", Some(&config))?;
+        for (role, subject) in roles {
+            let definition = json!({
+                "role_type": "jwt",
+                "user_claim": "sub",
+                "bound_subject": subject,
+                "bound_audiences": [audience],
+                "token_policies": [READ_POLICY],
+                "token_ttl": "1h",
+            });
+            self.api_ok("POST", &format!("auth/jwt/role/{role}"), Some(&definition))?;
+        }
+        Ok(())
+    }
+
     /// The JSON Web Key Set that verifies identity tokens, fetched without a token as a
     /// relying party would.
     pub fn oidc_keys(&self) -> Result<Value> {

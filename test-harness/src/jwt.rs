@@ -32,6 +32,14 @@ impl JwtSvidIssuer {
         json!({ "keys": [jwk] })
     }
 
+    /// The public key as PEM, for a vault's `jwt_validation_pubkeys`.
+    pub fn public_key_pem(&self) -> Result<String> {
+        self.key
+            .public_key()
+            .to_pem()
+            .map_err(|e| Error::unexpected("encoding the JWT-SVID key", e.to_string()))
+    }
+
     /// A token for `subject` and `audience`, valid from `not_before_s` to `expires_s` seconds
     /// relative to now (negative for the past).
     pub fn token(

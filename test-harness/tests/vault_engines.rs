@@ -5,8 +5,10 @@ mod common;
 
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use common::{now, verify_identity_token};
-use latchkey_test_harness::scenario::{plugin_config, Gateway};
-use latchkey_test_harness::{wasm_module, EnvoyConfig, Pki, Postgres, Response, TestDir};
+use latchkey_test_harness::scenario::{plugin_config, Gateway, API_HOST};
+use latchkey_test_harness::{
+    wasm_module, EnvoyConfig, JwtSvidIssuer, Pki, Postgres, Response, TestDir, WORKLOAD_SPIFFE_ID,
+};
 use serde_json::{json, Value};
 
 const ORDERS_DB: &str = "orders-db.internal";
@@ -140,5 +142,73 @@ fn a_path_template_that_climbs_out_of_the_mount_is_refused_at_config_time() {
     assert!(
         err.contains("config refused: bindings[0].credential.path"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_jwt_login_fetches_as_the_caller_under_its_own_vault_role() {
+    let issuer = JwtSvidIssuer::new("svid-key-1");
+    let mut config = plugin_config();
+    config["identity"] = json!({
+        "sources": ["jwt_svid"],
+        "trust_domains": ["example.org"],
+        "jwt_svid": { "header": "x-jwt-svid", "audiences": ["latchkey"], "jwks": issuer.jwks() }
+    });
+    config["vault"]["auth"] =
+        json!({ "method": "jwt", "mount": "jwt", "role": "{namespace}-{service_account}" });
+    let gateway = Gateway::start_with("jwt_login_as_caller", config).unwrap();
+    // Only the checkout workload has a vault role; refunds presents a valid JWT-SVID too.
+    let pem = issuer.public_key_pem().unwrap();
+    let roles = [("payments-checkout", WORKLOAD_SPIFFE_ID)];
+    gateway
+        .openbao
+        .enable_jwt_auth(&pem, "latchkey", &roles)
+        .unwrap();
+    let refunds = "spiffe://example.org/ns/payments/sa/refunds";
+    let path = "apps/payments/refunds/payments";
+    gateway
+        .openbao
+        .kv_put(path, json!({ "api_key": "refunds-key" }))
+        .unwrap();
+    let anonymous = gateway.client(None).unwrap();
+    let port = gateway.envoy.listener_port();
+    let call_as = |spiffe_id: &str| {
+        let token = issuer.token(spiffe_id, "latchkey", -5, 300).unwrap();
+        let headers = [("x-jwt-svid", token.as_str())];
+        anonymous
+            .get(port, API_HOST, "/v1/charge", &headers)
+            .unwrap()
+    };
+
+    let checkout = call_as(WORKLOAD_SPIFFE_ID);
+    assert_eq!(
+        authorization(&checkout),
+        format!("Bearer {}", gateway.api_key)
+    );
+    assert!(checkout
+        .echoed()
+        .unwrap()
+        .header_values("x-jwt-svid")
+        .is_empty());
+    let refused = call_as(refunds);
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused.body.contains("vault_login_failed"),
+        "{}",
+        refused.body
+    );
+
+    // One login per caller, as the caller: the vault saw the checkout role log in.
+    let logins = gateway.vault_requests("update", "auth/jwt/login").unwrap();
+    assert_eq!(logins, 2, "one for checkout, one refused for refunds");
+    assert_eq!(
+        gateway.vault_requests("update", "auth/cert/login").unwrap(),
+        0
+    );
+    let again = call_as(WORKLOAD_SPIFFE_ID);
+    assert_eq!(authorization(&again), format!("Bearer {}", gateway.api_key));
+    assert_eq!(
+        gateway.vault_requests("update", "auth/jwt/login").unwrap(),
+        2
     );
 }

@@ -120,17 +120,21 @@ fn path_template(raw: &str, field: &str, variables: &[&str]) -> Result<Template,
     Ok(template)
 }
 
+/// Identity parts that are always one path segment (`{spiffe_path}` may be several).
+const SEGMENT_VARIABLES: [&str; 3] = ["trust_domain", "namespace", "service_account"];
+
 /// A role is one path segment: no `/` in it, and no `{spiffe_path}`, which may hold several.
-fn role_path(prefix: &str, role: &str, field: &str) -> Result<Template, ConfigError> {
+pub fn role_template(role: &str, field: &str) -> Result<Template, ConfigError> {
     if role.contains('/') {
-        return Err(ConfigError::new(
-            field,
-            "a role name is one path segment, without '/'",
-        ));
+        let reason = "a role name is one path segment, without '/'";
+        return Err(ConfigError::new(field, reason));
     }
-    let single_segment = ["trust_domain", "namespace", "service_account"];
-    path_template(role, field, &single_segment)?;
-    path_template(&format!("{prefix}{role}"), field, &single_segment)
+    path_template(role, field, &SEGMENT_VARIABLES)
+}
+
+fn role_path(prefix: &str, role: &str, field: &str) -> Result<Template, ConfigError> {
+    role_template(role, field)?;
+    path_template(&format!("{prefix}{role}"), field, &SEGMENT_VARIABLES)
 }
 
 pub fn compile_inject(

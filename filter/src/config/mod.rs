@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use crate::binding::{is_safe_vault_path, Binding, HostPattern, OnError};
 use crate::cache::{fnv1a, CachePolicy};
-use crate::identity::{is_segment_byte, IdentityPattern, IdentitySettings, SpiffeId, TrustDomains};
+use crate::identity::{
+    is_segment_byte, IdentityPattern, IdentitySettings, Source, SpiffeId, TrustDomains,
+};
+use crate::template::Template;
 use raw::{RawAuth, RawBinding, RawCache, RawConfig, RawOnError, RawOnNoBinding, RawVault};
 
 pub const SUPPORTED_VERSION: u32 = 1;
@@ -57,6 +60,9 @@ pub struct VaultSettings {
 pub enum VaultAuth {
     /// The proxy's own SVID on the vault cluster's TLS; Envoy holds the key.
     Cert { mount: String, role: String },
+    /// As the caller, with its verified JWT-SVID: one vault token per caller, so the vault's
+    /// policies apply per workload. The role may be rendered from the caller's identity.
+    Jwt { mount: String, role: Template },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +113,11 @@ fn compile(raw: RawConfig, generation: u64) -> Result<Config, ConfigError> {
     let vault = compile_vault(raw.vault)?;
 
     let identity = identity::compile_identity(raw.identity)?;
+    if matches!(vault.auth, VaultAuth::Jwt { .. }) && !identity.uses(Source::JwtSvid) {
+        let reason =
+            "a jwt login presents the caller's JWT-SVID: list jwt_svid in identity.sources";
+        return Err(ConfigError::new("vault.auth.method", reason));
+    }
 
     let mut bindings: Vec<Binding> = Vec::with_capacity(raw.bindings.len());
     for (i, raw_binding) in raw.bindings.into_iter().enumerate() {
@@ -262,6 +273,18 @@ fn compile_vault(raw: RawVault) -> Result<VaultSettings, ConfigError> {
                 ));
             }
             VaultAuth::Cert { mount, role }
+        }
+        RawAuth::Jwt { mount, role } => {
+            if !is_safe_vault_path(&mount) {
+                return Err(ConfigError::new(
+                    "vault.auth.mount",
+                    "not a vault mount path",
+                ));
+            }
+            VaultAuth::Jwt {
+                mount,
+                role: credential::role_template(&role, "vault.auth.role")?,
+            }
         }
     };
     Ok(VaultSettings {

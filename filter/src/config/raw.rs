@@ -38,6 +38,16 @@ pub enum RawAuth {
         mount: String,
         role: String,
     },
+    /// Delegated login as the caller, with its verified JWT-SVID.
+    Jwt {
+        #[serde(default = "default_jwt_mount")]
+        mount: String,
+        role: String,
+    },
+}
+
+fn default_jwt_mount() -> String {
+    "jwt".into()
 }
 
 fn default_cert_mount() -> String {

@@ -470,3 +470,14 @@ fn identity_sections_refuse_unknown_fields() {
     let err = refused(with_identity(identity));
     assert!(err.field.starts_with("identity.xfcc"), "{err}");
 }
+
+#[test]
+fn a_jwt_login_needs_the_jwt_svid_source_and_a_one_segment_role() {
+    let auth = json!({ "method": "jwt", "role": "{namespace}-{service_account}" });
+    let err = refused(with(valid(), "/vault/auth", auth));
+    assert_eq!(err.field, "vault.auth.method", "{err}");
+
+    let auth = json!({ "method": "jwt", "role": "{spiffe_path}" });
+    let err = refused(with(valid(), "/vault/auth", auth));
+    assert_eq!(err.field, "vault.auth.role", "{err}");
+}

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{millis, Pending};
+use crate::binding;
 use crate::cache::{self, Claim, Completion, Lookup, Placement, SharedStore};
 use crate::config::{Config, VaultAuth};
 use crate::denial::Denial;
@@ -102,7 +103,10 @@ impl Job {
         if let Some(placement) = self.unreported_placement.take() {
             report_placement(env, placement);
         }
-        let key = token_key(env.config);
+        let key = match self.login(env.config) {
+            Ok((key, _)) => key,
+            Err(denial) => return self.finish(env, failed(denial, None)),
+        };
         let (store, policy, now) = (env.store, &env.config.cache, env.now_ms);
         match cache::lookup(store, policy, &key, now, self.claim.holder) {
             Lookup::Hit {
@@ -138,8 +142,40 @@ impl Job {
     }
 
     fn log_in(&mut self, env: &JobEnv<'_>) -> JobStep {
-        self.stage = Stage::LoggingIn;
-        JobStep::Call(vault::cert_login(&env.config.vault))
+        match self.login(env.config) {
+            Ok((_, request)) => {
+                self.stage = Stage::LoggingIn;
+                JobStep::Call(request)
+            }
+            Err(denial) => self.finish(env, failed(denial, None)),
+        }
+    }
+
+    /// The cache key of the vault token this job needs, and the login that gets one: the
+    /// proxy's own for cert auth, the caller's own for jwt auth.
+    fn login(&self, config: &Config) -> Result<(String, VaultRequest), Denial> {
+        let generation = config.generation;
+        match &config.vault.auth {
+            VaultAuth::Cert { mount, role } => Ok((
+                cache::token_key(generation, mount, role),
+                vault::cert_login(&config.vault, mount, role),
+            )),
+            VaultAuth::Jwt { mount, role } => {
+                let caller = &self.pending.caller;
+                let role =
+                    binding::render_for(role, caller).map_err(|_| Denial::IdentityUnusable)?;
+                let jwt = self
+                    .pending
+                    .jwt_svid
+                    .as_ref()
+                    .ok_or(Denial::IdentityUnusable)?;
+                let key = cache::token_key(generation, mount, &format!("{role}|{caller}"));
+                Ok((
+                    key,
+                    vault::jwt_login(&config.vault, mount, &role, jwt.expose()),
+                ))
+            }
+        }
     }
 
     pub fn on_answer(&mut self, env: &JobEnv<'_>, answer: &VaultAnswer<'_>) -> JobStep {
@@ -239,8 +275,13 @@ impl Job {
             }
         };
         log::info!(
-            "[ctx {}] vault login ok method=cert ttl_s={} renewable={}",
+            "[ctx {}] vault login ok method={} caller={} ttl_s={} renewable={}",
             self.context_id,
+            match env.config.vault.auth {
+                VaultAuth::Cert { .. } => "cert",
+                VaultAuth::Jwt { .. } => "jwt",
+            },
+            self.pending.caller,
             login.lease.as_secs(),
             login.renewable
         );
@@ -277,12 +318,9 @@ impl Job {
                     "[ctx {}] cached vault token refused, logging in again",
                     self.context_id
                 );
-                cache::forget(
-                    env.store,
-                    &env.config.cache,
-                    &token_key(env.config),
-                    env.now_ms,
-                );
+                if let Ok((key, _)) = self.login(env.config) {
+                    cache::forget(env.store, &env.config.cache, &key, env.now_ms);
+                }
                 self.relogged = true;
                 return self.start(env);
             }
@@ -436,9 +474,4 @@ fn failed(denial: Denial, retry_after: Option<Duration>) -> Completion {
         denial,
         retry_after_ms: retry_after.map(millis),
     }
-}
-
-fn token_key(config: &Config) -> String {
-    let VaultAuth::Cert { mount, role } = &config.vault.auth;
-    cache::token_key(config.generation, mount, role)
 }

@@ -6,6 +6,7 @@
 use super::jwt_svid::JwtSvidVerifier;
 use super::xfcc::{self, XfccElementChoice};
 use super::{peer_certificate, IdentityError, Source, SpiffeId, TrustDomains, XFCC_HEADER};
+use crate::vault::Secret;
 
 /// The compiled `identity` section of the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,8 @@ pub struct IdentityInputs<'a> {
 pub struct Resolved {
     pub id: SpiffeId,
     pub source: Source,
+    /// The verified JWT-SVID itself when it named the caller: vault `jwt` logins present it.
+    pub jwt_svid: Option<Secret>,
 }
 
 /// Tries each source in the configured order; `now_s` is for JWT-SVID time checks.
@@ -78,7 +81,7 @@ pub fn resolve(
     now_s: u64,
 ) -> Result<Resolved, IdentityError> {
     for &source in &settings.sources {
-        let Some(id) = from_source(settings, source, inputs, now_s)? else {
+        let Some((id, jwt_svid)) = from_source(settings, source, inputs, now_s)? else {
             continue;
         };
         if !settings.trust_domains.allows(&id) {
@@ -88,20 +91,26 @@ pub fn resolve(
                 trust_domain,
             });
         }
-        return Ok(Resolved { id, source });
+        return Ok(Resolved {
+            id,
+            source,
+            jwt_svid,
+        });
     }
     Err(IdentityError::Missing)
 }
 
+/// The caller's ID from one source, with the JWT-SVID that proved it when there was one.
 fn from_source(
     settings: &IdentitySettings,
     source: Source,
     inputs: &IdentityInputs<'_>,
     now_s: u64,
-) -> Result<Option<SpiffeId>, IdentityError> {
+) -> Result<Option<(SpiffeId, Option<Secret>)>, IdentityError> {
+    let without_token = |id: Option<SpiffeId>| id.map(|id| (id, None));
     match source {
         Source::PeerCertificate => match inputs.peer_certificate {
-            Some(pem) => peer_certificate::spiffe_id(pem),
+            Some(pem) => peer_certificate::spiffe_id(pem).map(without_token),
             None => Ok(None),
         },
         Source::Xfcc => {
@@ -110,7 +119,7 @@ fn from_source(
                 return Ok(None);
             };
             match single_header(inputs.headers, XFCC_HEADER, source)? {
-                Some(value) => xfcc::spiffe_id(value, choice),
+                Some(value) => xfcc::spiffe_id(value, choice).map(without_token),
                 None => Ok(None),
             }
         }
@@ -124,12 +133,16 @@ fn from_source(
             let Some(token) = bearer_token(value, &jwt.header) else {
                 return Ok(None);
             };
-            jwt.verifier
+            let id = jwt
+                .verifier
                 .verify(token, now_s)
-                .map(Some)
-                .map_err(IdentityError::BadJwtSvid)
+                .map_err(IdentityError::BadJwtSvid)?;
+            let token = String::from_utf8_lossy(token).into_owned();
+            Ok(Some((id, Some(Secret::new(token)))))
         }
-        Source::LocalWorkload => local_workload(settings.local_workload.as_ref(), inputs),
+        Source::LocalWorkload => {
+            local_workload(settings.local_workload.as_ref(), inputs).map(without_token)
+        }
     }
 }
 

@@ -6,7 +6,7 @@ mod request;
 mod response;
 mod secret;
 
-pub use request::{cert_login, renew_self, secret_read, VaultRequest, CALLER_HEADER};
+pub use request::{cert_login, jwt_login, renew_self, secret_read, VaultRequest, CALLER_HEADER};
 pub use response::{
     parse_login, parse_retry_after, parse_secret, FetchedSecret, VaultError, VaultLogin,
     MAX_BODY_BYTES,

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::config::{VaultAuth, VaultSettings};
+use crate::config::VaultSettings;
 use crate::identity::SpiffeId;
 
 /// Carries the caller's SPIFFE ID on every secret read, so that the vault's audit log can show
@@ -45,13 +45,23 @@ impl VaultRequest {
 
 /// `POST /v1/auth/<mount>/login` as the proxy itself: the client certificate on the vault
 /// cluster's TLS is the credential, so the request carries only the role name.
-pub fn cert_login(settings: &VaultSettings) -> VaultRequest {
-    let VaultAuth::Cert { mount, role } = &settings.auth;
+pub fn cert_login(settings: &VaultSettings, mount: &str, role: &str) -> VaultRequest {
     let mut request = VaultRequest::new(settings, "POST", format!("/v1/auth/{mount}/login"));
     request
         .headers
         .push(("content-type", "application/json".into()));
     request.body = Some(serde_json::json!({ "name": role }).to_string().into_bytes());
+    request
+}
+
+/// `POST /v1/auth/<mount>/login` as the caller, with the JWT-SVID the filter verified.
+pub fn jwt_login(settings: &VaultSettings, mount: &str, role: &str, jwt: &str) -> VaultRequest {
+    let mut request = VaultRequest::new(settings, "POST", format!("/v1/auth/{mount}/login"));
+    request
+        .headers
+        .push(("content-type", "application/json".into()));
+    let body = serde_json::json!({ "role": role, "jwt": jwt });
+    request.body = Some(body.to_string().into_bytes());
     request
 }
 
@@ -87,6 +97,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::config::VaultAuth;
 
     fn settings(namespace: Option<&str>) -> VaultSettings {
         VaultSettings {
@@ -111,7 +122,7 @@ mod tests {
 
     #[test]
     fn cert_login_names_only_the_role() {
-        let request = cert_login(&settings(None));
+        let request = cert_login(&settings(None), "cert", "gw");
         assert_eq!(request.path, "/v1/auth/cert/login");
         assert_eq!(header(&request, ":method"), Some("POST"));
         assert_eq!(header(&request, ":authority"), Some("vault.local:8200"));
@@ -133,5 +144,18 @@ mod tests {
         );
         assert_eq!(header(&request, "x-vault-namespace"), Some("team-a"));
         assert!(!format!("{request:?}").contains(token));
+    }
+
+    #[test]
+    fn jwt_login_presents_role_and_token() {
+        let request = jwt_login(&settings(None), "jwt", "payments-checkout", "eyJ.a.b");
+        assert_eq!(request.path, "/v1/auth/jwt/login");
+        let body: serde_json::Value =
+            serde_json::from_slice(request.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({ "role": "payments-checkout", "jwt": "eyJ.a.b" })
+        );
+        assert!(!format!("{request:?}").contains("eyJ"));
     }
 }
