@@ -43,6 +43,8 @@ const AUDIT_FILE: &str = "openbao-audit.log";
 pub struct OpenBao {
     process: ManagedProcess,
     launch: Launch,
+    /// Set for a server with file storage: a restart comes back sealed.
+    unseal_key: Option<String>,
     api_port: u16,
     tls_port: u16,
     root_token: String,
@@ -101,6 +103,7 @@ impl OpenBao {
             let mut bao = OpenBao {
                 process,
                 launch: launch.clone(),
+                unseal_key: None,
                 api_port,
                 tls_port,
                 root_token,
@@ -117,6 +120,51 @@ impl OpenBao {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Like [`OpenBao::start`], but a real server with file storage in the test directory:
+    /// initialised with one unseal key and unsealed, so that [`OpenBao::restart`] keeps every
+    /// secret, policy and token, as a production vault coming back after an outage does.
+    pub fn start_persistent(dir: &TestDir, pki: &Pki) -> Result<OpenBao> {
+        let mut launch = Launch::prepare(dir, pki)?;
+        let storage = dir.path("openbao-data");
+        fs::create_dir_all(&storage).map_err(|e| Error::io("creating OpenBao's storage", e))?;
+        launch.storage = Some(storage);
+        // Initialising raft storage elects a leader first, which takes seconds on a busy machine.
+        let http = blocking::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT * 6)
+            .build()
+            .map_err(|e| Error::http("building the OpenBao API client", e))?;
+        let api_port = free_port_pair()?;
+        let tls_port = free_port_pair()?;
+        let process = launch.spawn(dir, api_port, tls_port, "")?;
+        let mut bao = OpenBao {
+            process,
+            launch: launch.clone(),
+            unseal_key: None,
+            api_port,
+            tls_port,
+            root_token: String::new(),
+            audit_log: launch.audit_log.clone(),
+            ca_pem: pki.ca_pem().to_string(),
+            http,
+        };
+        bao.wait_listening()?;
+        let init = json!({ "secret_shares": 1, "secret_threshold": 1 });
+        let keys = bao.api_ok("PUT", "sys/init", Some(&init))?;
+        let key = keys["keys_base64"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        bao.root_token = keys["root_token"].as_str().unwrap_or_default().to_string();
+        bao.unseal_key = Some(key);
+        bao.unseal()?;
+        bao.wait_ready()?;
+        let kv = json!({ "type": "kv", "options": { "version": "2" } });
+        bao.api_ok("POST", "sys/mounts/secret", Some(&kv))?;
+        bao.configure()?;
+        Ok(bao)
     }
 
     /// `127.0.0.1:P`, the plain HTTP API listener.
@@ -168,8 +216,32 @@ impl OpenBao {
         self.process = self
             .launch
             .spawn(dir, self.api_port, self.tls_port, &self.root_token)?;
+        if self.unseal_key.is_some() {
+            // File storage: everything is still there, behind the seal.
+            self.wait_listening()?;
+            self.unseal()?;
+            return self.wait_ready();
+        }
         self.wait_ready()?;
         self.configure()
+    }
+
+    fn unseal(&self) -> Result<()> {
+        let key = self.unseal_key.clone().unwrap_or_default();
+        self.api_ok("PUT", "sys/unseal", Some(&json!({ "key": key })))?;
+        Ok(())
+    }
+
+    /// Waits until the API listener answers at all (a sealed server answers 503).
+    fn wait_listening(&mut self) -> Result<()> {
+        let health = format!("http://{}/v1/sys/health", self.api_addr());
+        let started = Instant::now();
+        let answered = poll::until(READY_TIMEOUT, || self.http.get(&health).send().ok());
+        answered.map(|_| ()).ok_or_else(|| Error::NotReady {
+            what: "OpenBao".to_string(),
+            waited: started.elapsed(),
+            detail: format!("no answer; log tail:\n{}", self.process.log_tail(30)),
+        })
     }
 
     pub fn stop(&mut self) {
@@ -395,6 +467,8 @@ struct Launch {
     client_ca: PathBuf,
     home: PathBuf,
     audit_log: PathBuf,
+    /// File storage that survives a restart; `None` runs dev mode, in memory.
+    storage: Option<PathBuf>,
 }
 
 impl Launch {
@@ -407,6 +481,7 @@ impl Launch {
             client_ca: pki.write_ca(dir.root(), "openbao-client-ca.crt")?,
             home,
             audit_log: dir.path(AUDIT_FILE),
+            storage: None,
         })
     }
 
@@ -417,7 +492,7 @@ impl Launch {
         tls_port: u16,
         root_token: &str,
     ) -> Result<ManagedProcess> {
-        let config = json!({
+        let mut config = json!({
             "listener": [{"tcp": {
                 "address": format!("127.0.0.1:{tls_port}"),
                 "tls_cert_file": self.server_cert.cert,
@@ -433,14 +508,31 @@ impl Launch {
                 "options": {"file_path": self.audit_log, "log_raw": "true"},
             }}}],
         });
+        if let Some(storage) = &self.storage {
+            // A real server: the plain API listener and the storage come from the config.
+            // Integrated raft storage (OpenBao has no file backend); one node, which needs a
+            // cluster address: each listener's port + 1, as the ports were picked.
+            config["storage"] = json!({ "raft": { "path": storage, "node_id": "latchkey-test" } });
+            config["api_addr"] = json!(format!("http://127.0.0.1:{api_port}"));
+            config["cluster_addr"] = json!(format!("https://127.0.0.1:{}", api_port + 1));
+            if let Some(listeners) = config["listener"].as_array_mut() {
+                listeners.push(json!({ "tcp": {
+                    "address": format!("127.0.0.1:{api_port}"),
+                    "tls_disable": true,
+                }}));
+            }
+        }
         let config_path = dir.write("openbao.json", config.to_string())?;
 
         let mut command = Command::new(&self.binary);
+        command.arg("server");
+        if self.storage.is_none() {
+            command
+                .arg("-dev")
+                .arg("-dev-no-store-token")
+                .arg(format!("-dev-listen-address=127.0.0.1:{api_port}"));
+        }
         command
-            .arg("server")
-            .arg("-dev")
-            .arg("-dev-no-store-token")
-            .arg(format!("-dev-listen-address=127.0.0.1:{api_port}"))
             .arg(format!("-config={}", config_path.display()))
             // No inherited VAULT_*/BAO_* settings and no ~/.vault-token; the root token goes
             // through the environment because argv is readable by every local user.

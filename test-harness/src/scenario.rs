@@ -89,9 +89,29 @@ impl Gateway {
         plugin_config: Value,
         customize: impl FnOnce(&TestDir, EnvoyConfig) -> EnvoyConfig,
     ) -> Result<Gateway> {
+        Self::start_inner(name, plugin_config, OpenBao::start, customize)
+    }
+
+    /// Like [`Gateway::start_with`], with a vault on file storage that keeps its state (tokens
+    /// included) across [`OpenBao::restart`].
+    pub fn start_with_persistent_vault(name: &str, plugin_config: Value) -> Result<Gateway> {
+        Self::start_inner(
+            name,
+            plugin_config,
+            OpenBao::start_persistent,
+            |_, config| config,
+        )
+    }
+
+    fn start_inner(
+        name: &str,
+        plugin_config: Value,
+        start_vault: fn(&TestDir, &Pki) -> Result<OpenBao>,
+        customize: impl FnOnce(&TestDir, EnvoyConfig) -> EnvoyConfig,
+    ) -> Result<Gateway> {
         let dir = TestDir::new(name)?;
         let pki = Pki::new()?;
-        let openbao = OpenBao::start(&dir, &pki)?;
+        let openbao = start_vault(&dir, &pki)?;
         let api_key = unique_value("sk-live-");
         openbao.kv_put(SECRET_PATH, json!({ "api_key": api_key }))?;
 

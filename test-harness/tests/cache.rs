@@ -188,10 +188,14 @@ fn with_the_vault_down_a_warm_cache_serves_until_expiry_then_fails_fast() {
 fn a_vault_that_comes_back_is_used_again_without_operator_action() {
     let cache =
         json!({ "expiry_margin": "200ms", "retry_backoff": "200ms", "retry_backoff_max": "1s" });
-    let mut gateway =
-        Gateway::start_with("vault_comes_back", config_with_cache(cache, "1s")).unwrap();
+    let config = config_with_cache(cache, "1s");
+    let mut gateway = Gateway::start_with_persistent_vault("vault_comes_back", config).unwrap();
     let app = gateway.checkout().unwrap();
-    assert_eq!(gateway.call_api(&app, "/v1/a", &[]).unwrap().status, 200);
+    let expected = format!("Bearer {}", gateway.api_key);
+    assert_eq!(
+        bearer(&gateway.call_api(&app, "/v1/a", &[]).unwrap()),
+        expected
+    );
 
     gateway.openbao.stop();
     let down = Instant::now();
@@ -202,19 +206,17 @@ fn a_vault_that_comes_back_is_used_again_without_operator_action() {
     }
     assert_eq!(status, 503, "the credential outlived its expiry");
 
-    // A fresh vault: the proxy's cached token is unknown to it, the secret is written again.
+    // The vault restarts from its file storage and is unsealed, as after an outage.
     gateway.openbao.restart(&gateway.dir).unwrap();
-    gateway
-        .openbao
-        .kv_put(SECRET_PATH, json!({ "api_key": "after-outage" }))
-        .unwrap();
     let back = Instant::now();
     let mut response = gateway.call_api(&app, "/v1/c", &[]).unwrap();
     while response.status != 200 && back.elapsed() < Duration::from_secs(10) {
         thread::sleep(Duration::from_millis(200));
         response = gateway.call_api(&app, "/v1/c", &[]).unwrap();
     }
-    assert_eq!(bearer(&response), "Bearer after-outage");
+    assert_eq!(bearer(&response), expected);
+    // The proxy's token survived the restart with the rest of the vault's state.
+    assert_eq!(logins(&gateway), 1);
 }
 
 #[test]
