@@ -25,6 +25,11 @@ pub struct Client {
 impl Client {
     /// Trusts only `pki`'s CA; presents `svid` as client certificate when given.
     pub fn new(pki: &Pki, svid: Option<&CertKey>) -> Result<Client> {
+        Self::with_timeout(pki, svid, TIMEOUT)
+    }
+
+    /// Like [`Client::new`], giving up on a request after `timeout` (and closing it).
+    pub fn with_timeout(pki: &Pki, svid: Option<&CertKey>, timeout: Duration) -> Result<Client> {
         let ca = Certificate::from_pem(pki.ca_pem().as_bytes())
             .map_err(|e| Error::http("loading the test CA", e))?;
         let mut builder = blocking::Client::builder()
@@ -32,7 +37,7 @@ impl Client {
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
             .no_proxy()
-            .timeout(TIMEOUT);
+            .timeout(timeout);
         if let Some(svid) = svid {
             let identity = Identity::from_pem(svid.identity_pem().as_bytes())
                 .map_err(|e| Error::http("loading the client certificate", e))?;

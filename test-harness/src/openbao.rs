@@ -245,7 +245,18 @@ impl OpenBao {
     }
 
     pub fn stop(&mut self) {
+        // A frozen process would not act on SIGTERM.
+        self.process.resume();
         self.process.stop();
+    }
+
+    /// Freezes the server: connections are accepted by the kernel but never answered.
+    pub fn pause(&self) {
+        self.process.pause();
+    }
+
+    pub fn resume(&self) {
+        self.process.resume();
     }
 
     /// Calls `/v1/<path>` on the plain listener with the root token.

@@ -106,6 +106,17 @@ impl ManagedProcess {
 
     /// Like [`ManagedProcess::stop`], for programs that shut down promptly on another `signal`
     /// (PostgreSQL: SIGINT).
+    /// Freezes the process (SIGSTOP): it keeps its sockets but answers nothing, like a hung
+    /// server.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused process run on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     pub fn stop_with(&mut self, signal: libc::c_int) {
         if self.poll_exit().is_some() {
             return;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use latchkey_test_harness::scenario::{plugin_config, FaultyGateway};
+use latchkey_test_harness::scenario::{plugin_config, FaultyGateway, Gateway};
 use latchkey_test_harness::{Fault, Response};
 use serde_json::{json, Value};
 
@@ -139,5 +139,67 @@ fn retry_after_on_429_is_honoured() {
     assert_eq!(
         after.echoed().unwrap().header_values("authorization"),
         ["Bearer after-429"]
+    );
+}
+
+/// The real OpenBao, frozen with SIGSTOP: it accepts connections and never answers.
+#[test]
+fn a_slow_real_vault_is_answered_within_the_timeout_and_used_again_after() {
+    let mut config = config();
+    config["cache"] = json!({ "retry_backoff": "100ms", "retry_backoff_max": "200ms" });
+    let gateway = Gateway::start_with("slow_real_vault", config).unwrap();
+    let app = gateway.checkout().unwrap();
+
+    gateway.openbao.pause();
+    let started = Instant::now();
+    let response = gateway.call_api(&app, "/v1/a", &[]).unwrap();
+    let waited = started.elapsed();
+    gateway.openbao.resume();
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(error_code(&response), "vault_unavailable");
+    assert!(waited < Duration::from_secs(3), "took {waited:?}");
+
+    std::thread::sleep(Duration::from_millis(300));
+    let after = gateway.call_api(&app, "/v1/b", &[]).unwrap();
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert!(!gateway.envoy.log_contents().contains("panicked"));
+}
+
+#[test]
+fn a_caller_that_leaves_while_its_fetch_is_pending_leaves_envoy_serving() {
+    let gateway = Gateway::start("caller_leaves_mid_fetch").unwrap();
+    let svid = gateway
+        .pki
+        .svid(latchkey_test_harness::WORKLOAD_SPIFFE_ID)
+        .unwrap();
+    let impatient = latchkey_test_harness::Client::with_timeout(
+        &gateway.pki,
+        Some(&svid),
+        Duration::from_millis(300),
+    )
+    .unwrap();
+
+    gateway.openbao.pause();
+    assert!(
+        gateway.call_api(&impatient, "/v1/a", &[]).is_err(),
+        "the client should give up"
+    );
+    gateway.openbao.resume();
+
+    // The fetch the caller started finishes in the worker's root context; the next caller
+    // is served (from the cache once it lands).
+    let app = gateway.checkout().unwrap();
+    let response = latchkey_test_harness::poll_until(Duration::from_secs(10), || {
+        let response = gateway.call_api(&app, "/v1/b", &[]).ok()?;
+        (response.status == 200).then_some(response)
+    });
+    assert!(
+        response.is_some(),
+        "no request succeeded after the caller left"
+    );
+    let log = gateway.envoy.log_contents();
+    assert!(
+        !log.contains("panicked") && !log.contains("[critical]"),
+        "the VM panicked"
     );
 }
