@@ -100,17 +100,8 @@ impl OpenBao {
             let root_token = random_token();
             let process = launch.spawn(dir, api_port, tls_port, &root_token)?;
 
-            let mut bao = OpenBao {
-                process,
-                launch: launch.clone(),
-                unseal_key: None,
-                api_port,
-                tls_port,
-                root_token,
-                audit_log: launch.audit_log.clone(),
-                ca_pem: pki.ca_pem().to_string(),
-                http: http.clone(),
-            };
+            let ports = (api_port, tls_port);
+            let mut bao = Self::launched(&launch, process, ports, root_token, pki, http.clone());
             match bao.wait_ready() {
                 Ok(()) => {
                     bao.configure()?;
@@ -139,17 +130,8 @@ impl OpenBao {
         let api_port = free_port_pair()?;
         let tls_port = free_port_pair()?;
         let process = launch.spawn(dir, api_port, tls_port, "")?;
-        let mut bao = OpenBao {
-            process,
-            launch: launch.clone(),
-            unseal_key: None,
-            api_port,
-            tls_port,
-            root_token: String::new(),
-            audit_log: launch.audit_log.clone(),
-            ca_pem: pki.ca_pem().to_string(),
-            http,
-        };
+        let ports = (api_port, tls_port);
+        let mut bao = Self::launched(&launch, process, ports, String::new(), pki, http);
         bao.wait_listening()?;
         let init = json!({ "secret_shares": 1, "secret_threshold": 1 });
         let keys = bao.api_ok("PUT", "sys/init", Some(&init))?;
@@ -165,6 +147,27 @@ impl OpenBao {
         bao.api_ok("POST", "sys/mounts/secret", Some(&kv))?;
         bao.configure()?;
         Ok(bao)
+    }
+
+    fn launched(
+        launch: &Launch,
+        process: ManagedProcess,
+        (api_port, tls_port): (u16, u16),
+        root_token: String,
+        pki: &Pki,
+        http: blocking::Client,
+    ) -> OpenBao {
+        OpenBao {
+            process,
+            launch: launch.clone(),
+            unseal_key: None,
+            api_port,
+            tls_port,
+            root_token,
+            audit_log: launch.audit_log.clone(),
+            ca_pem: pki.ca_pem().to_string(),
+            http,
+        }
     }
 
     /// `127.0.0.1:P`, the plain HTTP API listener.

@@ -216,6 +216,17 @@ impl Gateway {
     }
 }
 
+/// Runs `envoy --mode validate` on a gateway with `plugin_config`, which runs the filter's
+/// `on_configure`: `Ok` when Envoy accepts it, else Envoy's output with the filter's reason.
+pub fn validate_plugin_config(name: &str, plugin_config: Value) -> Result<()> {
+    let dir = TestDir::new(name)?;
+    let pki = Pki::new()?;
+    let bootstrap = EnvoyConfig::new(&pki, 9)?
+        .vault(9, &pki.svid(PROXY_SPIFFE_ID)?)
+        .wasm_filter(wasm_module()?, plugin_config);
+    bootstrap.validate(&dir, "envoy.json").map(|_| ())
+}
+
 /// Every test that runs a gateway also checks secret hygiene: when it ends without a failure,
 /// nothing the vault handed out may be found in Envoy's log (wasm at trace level), its stats or
 /// its config dump.

@@ -2,8 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use latchkey_test_harness::scenario::{plugin_config, Gateway};
-use latchkey_test_harness::{wasm_module, EnvoyConfig, Pki, TestDir, WORKLOAD_SPIFFE_ID};
+use latchkey_test_harness::scenario::{plugin_config, validate_plugin_config, Gateway};
 use serde_json::{json, Value};
 
 fn error_code(body: &str) -> String {
@@ -170,17 +169,10 @@ fn envoy_debug_log_never_holds_the_secret_or_the_vault_token() {
 
 #[test]
 fn config_naming_an_unknown_field_is_refused_by_envoy_validate() {
-    let dir = TestDir::new("bad_config_refused").unwrap();
-    let pki = Pki::new().unwrap();
     let mut config = plugin_config();
     config["bindings"][0]["credential"]["path"] = json!("apps/{caller_header}");
-    let bootstrap = EnvoyConfig::new(&pki, 9)
-        .unwrap()
-        .vault(9, &pki.svid(WORKLOAD_SPIFFE_ID).unwrap())
-        .wasm_filter(wasm_module().unwrap(), config);
 
-    let err = bootstrap
-        .validate(&dir, "envoy-bad.json")
+    let err = validate_plugin_config("bad_config_refused", config)
         .unwrap_err()
         .to_string();
 

@@ -5,10 +5,8 @@ mod common;
 
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use common::{now, verify_identity_token};
-use latchkey_test_harness::scenario::{plugin_config, Gateway, API_HOST};
-use latchkey_test_harness::{
-    wasm_module, EnvoyConfig, JwtSvidIssuer, Pki, Postgres, Response, TestDir, WORKLOAD_SPIFFE_ID,
-};
+use latchkey_test_harness::scenario::{plugin_config, validate_plugin_config, Gateway, API_HOST};
+use latchkey_test_harness::{JwtSvidIssuer, Postgres, Response, WORKLOAD_SPIFFE_ID};
 use serde_json::{json, Value};
 
 const ORDERS_DB: &str = "orders-db.internal";
@@ -126,16 +124,10 @@ fn exhaustive_bindings_refuse_unbound_destinations() {
 
 #[test]
 fn a_path_template_that_climbs_out_of_the_mount_is_refused_at_config_time() {
-    let dir = TestDir::new("traversal_refused").unwrap();
-    let pki = Pki::new().unwrap();
     let mut config = plugin_config();
     config["bindings"][0]["credential"]["path"] = json!("../../sys/{namespace}");
-    let bootstrap = EnvoyConfig::new(&pki, 9)
-        .unwrap()
-        .wasm_filter(wasm_module().unwrap(), config);
 
-    let err = bootstrap
-        .validate(&dir, "envoy-traversal.json")
+    let err = validate_plugin_config("traversal_refused", config)
         .unwrap_err()
         .to_string();
 
