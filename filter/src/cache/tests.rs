@@ -1,3 +1,5 @@
+//! Unit tests of the cache slots; the parent declares this module under #[cfg(test)].
+
 use super::fake::FakeStore;
 use super::*;
 

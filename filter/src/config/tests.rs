@@ -1,3 +1,5 @@
+//! Unit tests of configuration compilation; the parent declares this module under #[cfg(test)].
+
 use serde_json::{json, Value};
 
 use super::*;

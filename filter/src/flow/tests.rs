@@ -1,3 +1,5 @@
+//! Unit tests of request decisions and fetch jobs; the parent declares this module under #[cfg(test)].
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Unit tests of JWT-SVID verification; the parent declares this module under #[cfg(test)].
+
 use ct_codecs::{Base64UrlSafeNoPadding, Encoder};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};

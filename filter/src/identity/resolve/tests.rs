@@ -1,3 +1,5 @@
+//! Unit tests of identity resolution; the parent declares this module under #[cfg(test)].
+
 use std::time::Duration;
 
 use jwt_simple::prelude::{Claims, Duration as JwtDuration, ECDSAP256KeyPairLike, ES256KeyPair};
