@@ -10,7 +10,7 @@ POSTGRES_BIN    := /usr/lib/postgresql/*/bin/postgres
 # The CLI must match the wasm-bindgen crate that Cargo.lock pins for wasm-bindgen-test.
 WASM_BINDGEN_VERSION := $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/^version = "\(.*\)"/\1/p;}' Cargo.lock)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := spiffe_id xfcc x509_uri_sans
+FUZZ_TARGETS := spiffe_id xfcc x509_uri_sans vault_response config
 
 TOOLS   := $(CURDIR)/.tools
 VENV    := $(TOOLS)/venv
