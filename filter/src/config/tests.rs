@@ -483,3 +483,11 @@ fn a_jwt_login_needs_the_jwt_svid_source_and_a_one_segment_role() {
     let err = refused(with(valid(), "/vault/auth", auth));
     assert_eq!(err.field, "vault.auth.role", "{err}");
 }
+
+#[test]
+fn an_empty_key_is_refused_with_a_named_field() {
+    // Found by the config fuzz target: serde names the path of an empty key "".
+    let err = Config::from_json(b"\r{\"\"").unwrap_err();
+    assert_eq!(err.field, "config");
+    assert!(!err.reason.is_empty());
+}
