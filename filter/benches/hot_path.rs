@@ -16,8 +16,7 @@ fn hot_path(c: &mut Criterion) {
     let config = common::config();
     let store = common::warm_store(&config);
     let request = common::request();
-    let caller = match identity::from_peer_uri_san(Some(common::CHECKOUT), &config.trust_domains)
-    {
+    let caller = match identity::from_peer_uri_san(Some(common::CHECKOUT), &config.trust_domains) {
         Ok(caller) => caller,
         Err(err) => panic!("bench identity refused: {err:?}"),
     };
@@ -34,7 +33,9 @@ fn hot_path(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("hit");
     group.bench_function("identity_parse", |b| {
-        b.iter(|| identity::from_peer_uri_san(black_box(request.peer_uri_san), &config.trust_domains))
+        b.iter(|| {
+            identity::from_peer_uri_san(black_box(request.peer_uri_san), &config.trust_domains)
+        })
     });
     group.bench_function("binding_match", |b| {
         b.iter(|| binding::select(&config.bindings, black_box(&destination), &caller).is_some())

@@ -99,7 +99,10 @@ pub fn warm_store(config: &Config) -> CountingStore {
         other => panic!("a cold store should start a fetch, got {other:?}"),
     };
     let fetched = Completion::Fetched {
-        values: vec![("authorization".into(), "Bearer sk-live-0123456789abcdef".into())],
+        values: vec![(
+            "authorization".into(),
+            "Bearer sk-live-0123456789abcdef".into(),
+        )],
         ttl_ms: 300_000,
     };
     if let Err(err) = cache::complete(&store, &config.cache, &claim, &fetched, NOW_MS, 0) {

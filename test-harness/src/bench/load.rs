@@ -45,14 +45,14 @@ pub fn client_config(pki: &Pki, svid: &CertKey) -> Result<Arc<ClientConfig>> {
     let pem_error = |what: &str| Error::unexpected("building a TLS client", format!("bad {what}"));
 
     let mut roots = RootCertStore::empty();
-    let ca = CertificateDer::from_pem_slice(pki.ca_pem().as_bytes())
-        .map_err(|_| pem_error("CA PEM"))?;
+    let ca =
+        CertificateDer::from_pem_slice(pki.ca_pem().as_bytes()).map_err(|_| pem_error("CA PEM"))?;
     roots.add(ca).map_err(tls_error)?;
     let chain = CertificateDer::pem_slice_iter(svid.cert_pem.as_bytes())
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| pem_error("certificate PEM"))?;
-    let key = PrivateKeyDer::from_pem_slice(svid.key_pem.as_bytes())
-        .map_err(|_| pem_error("key PEM"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(svid.key_pem.as_bytes()).map_err(|_| pem_error("key PEM"))?;
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
@@ -228,7 +228,10 @@ impl Pool {
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("panicked"))))
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("panicked")))
+                })
                 .collect()
         });
 
@@ -263,7 +266,9 @@ impl Pool {
 
     /// The first `count` connections alone, e.g. to hold concurrency equal across pools.
     pub fn closed_loop_on(&mut self, count: usize, duration: Duration) -> RunResult {
-        let rest = self.connections.split_off(count.min(self.connections.len()));
+        let rest = self
+            .connections
+            .split_off(count.min(self.connections.len()));
         let result = self.closed_loop(duration);
         self.connections.extend(rest);
         result
@@ -275,7 +280,10 @@ impl Pool {
         let period = Duration::from_secs_f64(count as f64 / rate);
         self.run(duration, move |j, start| {
             let first = start + Duration::from_secs_f64(j as f64 / rate);
-            Schedule::Fixed { next: first, period }
+            Schedule::Fixed {
+                next: first,
+                period,
+            }
         })
     }
 

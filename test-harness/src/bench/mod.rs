@@ -71,6 +71,49 @@ pub struct Measured {
     pub rss_kib: u64,
     /// Vault calls during this configuration's open-loop runs, for the refresh configuration.
     pub vault: Option<RefreshCalls>,
+    /// latchkey's cache outcomes over the open-loop runs, from its counters in Envoy.
+    pub cache: CacheOutcomes,
+}
+
+/// Deltas of latchkey's `wasmcustom.latchkey.cache.*` counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheOutcomes {
+    pub hits: u64,
+    pub misses: u64,
+    pub waits: u64,
+    pub refreshes: u64,
+    pub evictions: u64,
+}
+
+impl CacheOutcomes {
+    fn read(envoy: &crate::envoy::Envoy) -> Result<CacheOutcomes> {
+        let stats = envoy.stats()?;
+        let count = |name: &str| {
+            let stat = format!("wasmcustom.latchkey.cache.{name}");
+            stats.get(&stat).copied().unwrap_or(0)
+        };
+        Ok(CacheOutcomes {
+            hits: count("hits"),
+            misses: count("misses"),
+            waits: count("waits"),
+            refreshes: count("refreshes"),
+            evictions: count("evictions"),
+        })
+    }
+
+    fn add_delta(&mut self, before: &CacheOutcomes, after: &CacheOutcomes) {
+        self.hits += after.hits.saturating_sub(before.hits);
+        self.misses += after.misses.saturating_sub(before.misses);
+        self.waits += after.waits.saturating_sub(before.waits);
+        self.refreshes += after.refreshes.saturating_sub(before.refreshes);
+        self.evictions += after.evictions.saturating_sub(before.evictions);
+    }
+
+    /// Hits among all requests that asked the cache; `None` when none did.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let asked = self.hits + self.misses + self.waits + self.refreshes;
+        (asked > 0).then(|| self.hits as f64 / asked as f64)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -78,6 +121,9 @@ pub struct RefreshCalls {
     pub calls: VaultCalls,
     /// Seconds of open-loop load on this configuration.
     pub loaded_seconds: f64,
+    /// Credential lifetimes each key spans over all runs. Every run starts with all credentials
+    /// expired (other configurations ran meanwhile), so a run of D s spans ceil(D / lifetime).
+    pub lifetimes_per_key: f64,
 }
 
 /// Latencies of single requests right after the credential expired, and right after that.
@@ -104,7 +150,10 @@ pub fn run(plan: &Plan) -> Result<Results> {
     let dir = TestDir::new("bench")?;
     let pki = Pki::new()?;
     let openbao = OpenBao::start(&dir, &pki)?;
-    openbao.kv_put(subjects::HIT_SECRET, json!({ "api_key": "sk-bench-shared" }))?;
+    openbao.kv_put(
+        subjects::HIT_SECRET,
+        json!({ "api_key": "sk-bench-shared" }),
+    )?;
     openbao.kv_put(REFRESH_SECRET, json!({ "api_key": "sk-bench-refresh" }))?;
     let echo = EchoUpstream::start()?;
     let shared = Shared {
@@ -159,6 +208,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
             closed: Vec::new(),
             rss_kib: 0,
             vault: None,
+            cache: CacheOutcomes::default(),
         })
         .collect();
 
@@ -173,13 +223,19 @@ pub fn run(plan: &Plan) -> Result<Results> {
             let pid = subject.envoy.pid();
             for (r, rate) in plan.rates.iter().enumerate() {
                 audit.calls_since(&read_path)?;
-                let (result, cpu) = with_cpu(pid, || subject.pool.open_loop(*rate, plan.open_duration))?;
+                let before = CacheOutcomes::read(&subject.envoy)?;
+                let (result, cpu) =
+                    with_cpu(pid, || subject.pool.open_loop(*rate, plan.open_duration))?;
+                let after = CacheOutcomes::read(&subject.envoy)?;
+                record.cache.add_delta(&before, &after);
                 if matches!(subject.kind, Kind::LatchkeyRefresh { .. }) {
                     let calls = audit.calls_since(&read_path)?;
                     let vault = record.vault.get_or_insert_with(RefreshCalls::default);
                     vault.calls.reads += calls.reads;
                     vault.calls.logins += calls.logins;
-                    vault.loaded_seconds += plan.open_duration.as_secs_f64();
+                    let seconds = plan.open_duration.as_secs_f64();
+                    vault.loaded_seconds += seconds;
+                    vault.lifetimes_per_key += (seconds / usable_lifetime_seconds()).ceil();
                 }
                 record.open[r].push(summarise(&result, cpu));
             }

@@ -56,6 +56,10 @@ fn run() -> Result<(), Error> {
         load_cpus: own_affinity(),
         envoy_version: envoy_binary()
             .map(|envoy| output(&envoy.to_string_lossy(), &["--version"]))
+            .map(|said| match said.split_once("version: ") {
+                Some((_, version)) => version.to_string(),
+                None => said,
+            })
             .unwrap_or_default(),
         openbao_version: bao_binary()
             .map(|bao| output(&bao.to_string_lossy(), &["version"]))
@@ -75,7 +79,7 @@ fn run() -> Result<(), Error> {
 
 fn plan(options: &Options) -> Plan {
     let mut plan = Plan {
-        rates: vec![1_000.0, 3_000.0],
+        rates: vec![500.0, 2_000.0],
         open_duration: Duration::from_secs(5),
         closed_duration: Duration::from_secs(3),
         repetitions: 3,
