@@ -36,9 +36,10 @@ pub struct Plan {
     pub open_duration: Duration,
     pub closed_duration: Duration,
     pub repetitions: usize,
-    /// Connections per configuration (more when it has more identities); also the closed-loop
-    /// concurrency of every configuration.
+    /// Open-loop connections per configuration; more when it has more identities.
     pub connections: usize,
+    /// Closed-loop concurrency, the same for every configuration: the first connections.
+    pub closed_connections: usize,
     pub hit_identities: Vec<usize>,
     pub refresh_identities: usize,
     /// Requests after an expiry, for the added latency of a miss.
@@ -193,7 +194,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
         // V8 tiers code up under load; no configuration is measured cold.
         subject
             .pool
-            .closed_loop_on(plan.connections, Duration::from_secs(1));
+            .closed_loop_on(plan.closed_connections, Duration::from_secs(1));
     }
     let setup = started.elapsed();
 
@@ -242,7 +243,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
             let (result, cpu) = with_cpu(pid, || {
                 subject
                     .pool
-                    .closed_loop_on(plan.connections, plan.closed_duration)
+                    .closed_loop_on(plan.closed_connections, plan.closed_duration)
             })?;
             record.closed.push(summarise(&result, cpu));
         }

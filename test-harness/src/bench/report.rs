@@ -106,7 +106,7 @@ fn header(md: &mut String, results: &Results, c: &Context) {
                     .collect::<Vec<_>>()
                     .join(" and "),
                 plan.closed_duration.as_secs_f64(),
-                plan.connections
+                plan.closed_connections
             ),
         ),
         (
@@ -242,7 +242,7 @@ fn throughput_table(md: &mut String, results: &Results) {
          its latencies mean nothing). Envoy has one core; so has the load generator. Envoy CPU \
          busy is the share of its core Envoy used: well under 100 % means the limit was \
          elsewhere (the load core, or other processes on Envoy's core).\n",
-        plan.connections,
+        plan.closed_connections,
         plan.closed_duration.as_secs_f64()
     );
     let _ = writeln!(
@@ -567,7 +567,7 @@ fn method_section(md: &mut String, results: &Results) {
         md,
         "- **Load generator.** In the test harness (`test-harness/src/bench/load.rs`): rustls \
          clients, each keep-alive HTTP/1.1 connection presenting one workload's X.509-SVID, \
-         one thread per connection, at least one connection per identity ({} otherwise). It \
+         one thread per connection: {} connections, or one per identity where there are more. It \
          was chosen over wrk or h2load behind a client-side Envoy (a second Envoy would share \
          the load core and add its own latency to every figure) and over oha (one identity per \
          run, and a 9-minute install).",
@@ -595,7 +595,7 @@ fn method_section(md: &mut String, results: &Results) {
          connections (its RSS too), and their closed-loop figure uses only the first {} \
          connections (as every configuration does), so the 10,000 keys are exercised by the \
          open-loop runs, each identity a few times per run.",
-        plan.connections
+        plan.closed_connections
     );
     let _ = writeln!(
         md,
