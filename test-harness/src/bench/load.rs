@@ -9,7 +9,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -297,10 +297,9 @@ impl Pool {
         duration: Duration,
         schedule: impl Fn(usize, Instant) -> Schedule + Sync,
     ) -> RunResult {
-        let barrier = Barrier::new(self.connections.len() + 1);
-        let start_at = OnceLock::new();
+        let gate = StartGate::default();
         let (port, request) = (self.target.port, &self.request[..]);
-        let (barrier, start_at, schedule) = (&barrier, &start_at, &schedule);
+        let (gate, schedule) = (&gate, &schedule);
 
         let mut result = RunResult::default();
         thread::scope(|scope| {
@@ -309,24 +308,29 @@ impl Pool {
                 let spawned = thread::Builder::new()
                     .stack_size(CONNECTION_STACK)
                     .spawn_scoped(scope, move || {
-                        barrier.wait();
-                        let start = *start_at.get_or_init(Instant::now);
+                        let start = gate.wait();
                         if let Some(wait) = start.checked_duration_since(Instant::now()) {
                             thread::sleep(wait);
                         }
-                        let end = start + duration;
-                        drive(connection, port, request, schedule(j, start), end)
+                        drive(
+                            connection,
+                            port,
+                            request,
+                            schedule(j, start),
+                            start + duration,
+                        )
                     });
                 match spawned {
                     Ok(handle) => handles.push(handle),
-                    // The barrier counts every connection; without its thread, nobody would
-                    // ever start. A thread that cannot be spawned is a broken machine.
-                    Err(err) => panic!("cannot spawn a load thread: {err}"),
+                    Err(err) => {
+                        result.errors += 1;
+                        result.first_error = Some(format!("cannot start a load thread: {err}"));
+                        break;
+                    }
                 }
             }
             // The start is fixed only once every thread exists, so none starts late.
-            start_at.get_or_init(|| Instant::now() + Duration::from_millis(20));
-            barrier.wait();
+            gate.open(Instant::now() + Duration::from_millis(20));
             for handle in handles {
                 if let Ok(done) = handle.join() {
                     result.merge(done);
@@ -335,6 +339,33 @@ impl Pool {
         });
         result.elapsed = duration;
         result
+    }
+}
+
+/// Holds every load thread until the common start time is known.
+#[derive(Default)]
+struct StartGate {
+    start: Mutex<Option<Instant>>,
+    opened: Condvar,
+}
+
+impl StartGate {
+    fn open(&self, start: Instant) {
+        *self.start.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) -> Instant {
+        let mut start = self.start.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(start) = *start {
+                return start;
+            }
+            start = self
+                .opened
+                .wait(start)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 }
 

@@ -144,11 +144,7 @@ fn fmt_ratio(value: Option<f64>) -> String {
 }
 
 fn fmt_us(value: Option<f64>) -> String {
-    match value {
-        Some(v) if v >= 1_000.0 => format!("{:.0}", v),
-        Some(v) => format!("{v:.0}"),
-        None => "–".to_string(),
-    }
+    value.map_or("–".to_string(), |v| format!("{v:.0}"))
 }
 
 fn latency_tables(md: &mut String, results: &Results) {

@@ -82,7 +82,7 @@ fn plan(options: &Options) -> Plan {
         rates: vec![500.0, 2_000.0],
         open_duration: Duration::from_secs(5),
         closed_duration: Duration::from_secs(3),
-        repetitions: 5,
+        repetitions: 4,
         connections: 100,
         closed_connections: 32,
         hit_identities: vec![1, 100, 10_000],
