@@ -74,7 +74,7 @@ demo: wasm ## Run the demo: real OpenBao and Envoy inject a credential for a SPI
 soak: wasm ## Cycle 10,000 identities through a gateway and print Envoy's memory as it goes
 	cargo run --quiet --release -p latchkey-test-harness --bin latchkey-soak
 
-bench: wasm bench-tools ## Benchmarks, ~12 min, machine otherwise idle: docs/benchmarks.md + SVG plots
+bench: wasm bench-tools ## Benchmarks (~12 min, idle machine): docs/benchmarks.md and SVG plots
 	cargo build --release --target $(WASM_TARGET) -p latchkey-noop-filter
 	cargo build --release -p latchkey-test-harness --bin latchkey-bench
 	cargo bench -p latchkey-filter --no-run

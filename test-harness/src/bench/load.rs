@@ -329,8 +329,11 @@ impl Pool {
                     }
                 }
             }
-            // The start is fixed only once every thread exists, so none starts late.
-            gate.open(Instant::now() + Duration::from_millis(20));
+            // The start is fixed only once every thread exists, and leaves them time to wake
+            // from the gate (about 10 µs each on a busy core), so that none starts late.
+            let settle =
+                Duration::from_millis(20) + Duration::from_micros(10) * handles.len() as u32;
+            gate.open(Instant::now() + settle);
             for handle in handles {
                 if let Ok(done) = handle.join() {
                     result.merge(done);

@@ -74,6 +74,18 @@ pub struct Measured {
     pub vault: Option<RefreshCalls>,
     /// latchkey's cache outcomes over the open-loop runs, from its counters in Envoy.
     pub cache: CacheOutcomes,
+    /// Envoy counters that explain failed requests (overflows, refusals), where not zero.
+    pub failure_counters: Vec<(String, u64)>,
+}
+
+/// Whether an Envoy counter tells why a request failed.
+fn explains_failures(name: &str) -> bool {
+    let upstream = name.starts_with("cluster.upstream.")
+        && (name.ends_with("_overflow")
+            || name.ends_with("connect_fail")
+            || name.ends_with("upstream_rq_timeout")
+            || name.ends_with("upstream_rq_5xx"));
+    upstream || name.starts_with("wasmcustom.latchkey.requests.denied.")
 }
 
 /// Deltas of latchkey's `wasmcustom.latchkey.cache.*` counters.
@@ -147,6 +159,7 @@ pub struct Results {
 pub fn run(plan: &Plan) -> Result<Results> {
     let started = Instant::now();
     process_stats::tighten_timer_slack();
+    process_stats::raise_open_file_limit(262_144);
 
     let dir = TestDir::new("bench")?;
     let pki = Pki::new()?;
@@ -210,6 +223,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
             rss_kib: 0,
             vault: None,
             cache: CacheOutcomes::default(),
+            failure_counters: Vec::new(),
         })
         .collect();
 
@@ -251,6 +265,14 @@ pub fn run(plan: &Plan) -> Result<Results> {
 
     for (subject, record) in subjects.iter().zip(&mut measured) {
         record.rss_kib = process_stats::rss_kib(subject.envoy.pid())?;
+        let mut counters: Vec<(String, u64)> = subject
+            .envoy
+            .stats()?
+            .into_iter()
+            .filter(|(name, value)| *value > 0 && explains_failures(name))
+            .collect();
+        counters.sort();
+        record.failure_counters = counters;
     }
     let probe = match subjects
         .iter()
@@ -269,7 +291,8 @@ pub fn run(plan: &Plan) -> Result<Results> {
     })
 }
 
-/// TLS client configurations for `count` workloads `spiffe://example.org/ns/payments/sa/<prefix>-<i>`.
+/// TLS client configurations for `count` workloads,
+/// `spiffe://example.org/ns/payments/sa/<prefix>-<i>`.
 fn workload_identities(pki: &Pki, count: usize, prefix: &str) -> Result<Vec<Arc<ClientConfig>>> {
     (0..count)
         .map(|i| {

@@ -68,6 +68,30 @@ pub fn tighten_timer_slack() {
     }
 }
 
+/// Lifts this process's open-file limit (inherited by the Envoys it starts) as far as allowed:
+/// every identity is a connection, and each needs a descriptor on both ends.
+pub fn raise_open_file_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed in.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: wanted.max(limit.rlim_cur),
+            rlim_max: wanted.max(limit.rlim_max),
+        };
+        // Without privilege the hard limit cannot rise; then take what the hard limit allows.
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn clock_ticks_per_second() -> f64 {
     // SAFETY: sysconf only reads a system constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -104,7 +104,7 @@ fn header(md: &mut String, results: &Results, c: &Context) {
                     .iter()
                     .map(|r| thousands(*r as usize))
                     .collect::<Vec<_>>()
-                    .join(" and "),
+                    .join(", "),
                 plan.closed_duration.as_secs_f64(),
                 plan.closed_connections
             ),
@@ -208,15 +208,23 @@ fn first_errors(md: &mut String, results: &Results) {
     let errors: Vec<String> = results
         .measured
         .iter()
-        .flat_map(|m| {
-            m.open
+        .filter_map(|m| {
+            let first = m
+                .open
                 .iter()
                 .flatten()
                 .chain(&m.closed)
-                .filter_map(|run| run.first_error.clone())
-                .map(|e| format!("{}: {e}", m.kind.id()))
-                .take(1)
-                .collect::<Vec<_>>()
+                .find_map(|run| run.first_error.clone())?;
+            let counters: Vec<String> = m
+                .failure_counters
+                .iter()
+                .map(|(name, value)| format!("`{name}` {value}"))
+                .collect();
+            let counters = match counters.is_empty() {
+                true => String::new(),
+                false => format!("; Envoy counted {}", counters.join(", ")),
+            };
+            Some(format!("{}: {first}{counters}", m.kind.id()))
         })
         .collect();
     if errors.is_empty() {
@@ -574,8 +582,10 @@ fn method_section(md: &mut String, results: &Results) {
         "- **Open loop, corrected for coordinated omission.** Connection j of C sends every \
          C ÷ rate seconds from offset j ÷ rate, whether or not answers keep up; latency runs \
          from the intended send time, so a request delayed behind a slow one is charged for \
-         the delay. The rates are below the knee of every configuration on this machine (see \
-         the closed-loop figures). Percentiles are nearest-rank over one run."
+         the delay. The rates are meant to lie below the knee of every configuration; a \
+         configuration past its knee at a rate shows it as latencies in the hundreds of \
+         milliseconds and errors (Envoy's counters that explain them are listed under the \
+         table). Percentiles are nearest-rank over one run."
     );
     let _ = writeln!(
         md,

@@ -33,7 +33,12 @@ pub fn bar_chart(title: &str, unit: &str, groups: &[String], series: &[Series<'_
     let mut svg = String::new();
     let _ = writeln!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="12">"#
+        concat!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" "#,
+            r#"viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+        ),
+        width = WIDTH,
+        height = height
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let _ = writeln!(
@@ -78,8 +83,10 @@ pub fn bar_chart(title: &str, unit: &str, groups: &[String], series: &[Series<'_
             let bar_width = (x(value) - LABEL_WIDTH).max(0.5);
             let _ = writeln!(
                 svg,
-                r#"<rect x="{LABEL_WIDTH}" y="{y:.1}" width="{bar_width:.1}" height="{:.1}" fill="{colour}"/>"#,
-                BAR - 2.0
+                r#"<rect x="{}" y="{y:.1}" width="{bar_width:.1}" height="{:.1}" fill="{}"/>"#,
+                LABEL_WIDTH,
+                BAR - 2.0,
+                colour
             );
             let _ = writeln!(
                 svg,

@@ -4,7 +4,9 @@
 //!
 //! Options: `--docs DIR` (default `docs`), `--criterion DIR` (criterion's output, default
 //! `target/criterion`), `--hit-counts FILE` (what the `hit_counts` bench printed),
-//! `--envoy-cpus LIST` (default `0`), `--quick` (short runs, to try the driver out).
+//! `--envoy-cpus LIST` (default `0`), `--hit-identities 1,100,10000` (the cache-hit
+//! configurations), `--connections N` (open-loop connections per configuration, default 100),
+//! `--quick` (short runs, to try the driver out).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -20,6 +22,8 @@ struct Options {
     criterion: PathBuf,
     hit_counts: Option<PathBuf>,
     envoy_cpus: String,
+    hit_identities: Option<Vec<usize>>,
+    connections: Option<usize>,
     quick: bool,
 }
 
@@ -79,7 +83,7 @@ fn run() -> Result<(), Error> {
 
 fn plan(options: &Options) -> Plan {
     let mut plan = Plan {
-        rates: vec![500.0, 2_000.0],
+        rates: vec![500.0, 1_000.0, 2_000.0],
         open_duration: Duration::from_secs(5),
         closed_duration: Duration::from_secs(3),
         repetitions: 4,
@@ -97,6 +101,12 @@ fn plan(options: &Options) -> Plan {
         plan.hit_identities = vec![1, 100];
         plan.miss_probes = 2;
     }
+    if let Some(connections) = options.connections {
+        plan.connections = connections;
+    }
+    if let Some(counts) = &options.hit_identities {
+        plan.hit_identities = counts.clone();
+    }
     plan
 }
 
@@ -106,6 +116,8 @@ fn options() -> Result<Options, Error> {
         criterion: PathBuf::from("target/criterion"),
         hit_counts: None,
         envoy_cpus: "0".to_string(),
+        hit_identities: None,
+        connections: None,
         quick: false,
     };
     let mut args = std::env::args().skip(1);
@@ -119,6 +131,21 @@ fn options() -> Result<Options, Error> {
             "--criterion" => options.criterion = value()?.into(),
             "--hit-counts" => options.hit_counts = Some(value()?.into()),
             "--envoy-cpus" => options.envoy_cpus = value()?,
+            "--connections" => {
+                let count = value()?;
+                let count = count.parse().map_err(|_| {
+                    Error::unexpected("reading options", format!("bad connection count {count}"))
+                })?;
+                options.connections = Some(count);
+            }
+            "--hit-identities" => {
+                let list = value()?;
+                let counts = list.split(',').map(|n| n.trim().parse::<usize>());
+                let counts = counts.collect::<Result<Vec<_>, _>>().map_err(|_| {
+                    Error::unexpected("reading options", format!("bad identity counts {list}"))
+                })?;
+                options.hit_identities = Some(counts);
+            }
             "--quick" => options.quick = true,
             other => {
                 return Err(Error::unexpected(
