@@ -76,7 +76,13 @@ fn header(md: &mut String, results: &Results, c: &Context) {
         ("CPUs (nproc)", c.cpus.to_string()),
         ("CPU model", c.cpu_model.clone()),
         ("load average (1, 5, 15 min) before", c.load_before.clone()),
-        ("load average after", c.load_after.clone()),
+        (
+            "load average after",
+            format!(
+                "{} (counts the load generator's own threads, one per connection)",
+                c.load_after
+            ),
+        ),
         ("Envoy", c.envoy_version.clone()),
         ("OpenBao", c.openbao_version.clone()),
         ("rustc", c.rustc_version.clone()),
@@ -622,9 +628,9 @@ fn save(dir: &Path, file: &str, svg: String) -> Result<String> {
     Ok(file.to_string())
 }
 
+/// At the lowest rate, which every configuration should take without queueing.
 fn latency_plot(dir: &Path, results: &Results) -> Result<String> {
-    let top = results.plan.rates.len().saturating_sub(1);
-    let rate = results.plan.rates.get(top).copied().unwrap_or_default();
+    let rate = results.plan.rates.first().copied().unwrap_or_default();
     let series: Vec<Series<'_>> = [0usize, 2, 3]
         .iter()
         .map(|&i| Series {
@@ -633,7 +639,7 @@ fn latency_plot(dir: &Path, results: &Results) -> Result<String> {
                 .measured
                 .iter()
                 .map(|m| {
-                    let values: Vec<f64> = m.open[top]
+                    let values: Vec<f64> = m.open[0]
                         .iter()
                         .map(|run| run.percentiles.values()[i])
                         .collect();

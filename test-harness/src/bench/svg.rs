@@ -135,6 +135,7 @@ fn nice_ceiling(value: f64) -> f64 {
 
 fn short(value: f64) -> String {
     match value {
+        0.0 => "0".to_string(),
         v if v >= 100.0 => format!("{v:.0}"),
         v if v >= 10.0 => format!("{v:.1}"),
         v => format!("{v:.2}"),
