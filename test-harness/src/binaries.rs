@@ -21,6 +21,11 @@ pub fn wasm_module() -> Result<PathBuf> {
     existing_file("LATCHKEY_WASM", "`make wasm` builds it")
 }
 
+/// The benchmarks' do-nothing wasm module, from `LATCHKEY_NOOP_WASM`.
+pub fn noop_wasm_module() -> Result<PathBuf> {
+    existing_file("LATCHKEY_NOOP_WASM", "`make bench` builds it")
+}
+
 fn existing_file(var: &'static str, remedy: &str) -> Result<PathBuf> {
     let Some(value) = env::var_os(var).filter(|v| !v.is_empty()) else {
         return Err(Error::Tool {

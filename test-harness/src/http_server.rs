@@ -141,6 +141,7 @@ fn accept_loop(listener: TcpListener, state: Arc<State>) {
         let Ok(stream) = stream else {
             continue;
         };
+        let _ = stream.set_nodelay(true);
 
         let id = state.next_connection.fetch_add(1, Ordering::SeqCst);
         if let Ok(handle) = stream.try_clone() {
@@ -190,8 +191,10 @@ fn serve_connection(stream: &TcpStream, state: &State) -> io::Result<()> {
             "content-length: {}\r\nconnection: {connection}\r\n\r\n",
             reply.body.len()
         ));
-        writer.write_all(head.as_bytes())?;
-        writer.write_all(&reply.body)?;
+        // One write: head and body in separate segments would wait out the peer's delayed ACK.
+        let mut message = head.into_bytes();
+        message.extend_from_slice(&reply.body);
+        writer.write_all(&message)?;
         writer.flush()?;
         state.served.fetch_add(1, Ordering::SeqCst);
 

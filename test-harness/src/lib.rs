@@ -6,6 +6,7 @@
 //! Processes die with the thread that started them (see [`process`]): start them on the test's
 //! own thread.
 
+pub mod bench;
 mod binaries;
 mod client;
 mod echo;
@@ -26,7 +27,7 @@ pub mod process;
 pub mod scenario;
 mod workdir;
 
-pub use binaries::{bao_binary, envoy_binary, wasm_module};
+pub use binaries::{bao_binary, envoy_binary, noop_wasm_module, wasm_module};
 pub use client::{Client, Echoed, Response};
 pub use echo::EchoUpstream;
 pub use engines::{DatabaseCreds, DATABASE_CONNECTION, DATABASE_MOUNT, OIDC_KEY};

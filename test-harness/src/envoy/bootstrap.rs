@@ -32,6 +32,8 @@ pub struct EnvoyConfig {
     require_client_certificate: bool,
     client_san_matchers: Vec<Value>,
     wasm: Option<WasmFilter>,
+    /// HTTP filters placed before the wasm filter and the router, as Envoy JSON.
+    http_filters: Vec<Value>,
     vault: Option<VaultCluster>,
     vault_cluster_name: String,
     upstream_cluster_name: String,
@@ -40,6 +42,8 @@ pub struct EnvoyConfig {
     node_metadata: Option<Value>,
     pub(crate) concurrency: u32,
     pub(crate) wasm_log_level: String,
+    /// `taskset -c` CPU list Envoy is started on; any CPU when `None`.
+    pub(crate) cpu_list: Option<String>,
     access_log: Option<(PathBuf, String)>,
 }
 
@@ -72,6 +76,7 @@ impl EnvoyConfig {
             require_client_certificate: false,
             client_san_matchers: Vec::new(),
             wasm: None,
+            http_filters: Vec::new(),
             vault: None,
             vault_cluster_name: DEFAULT_VAULT_CLUSTER.to_string(),
             upstream_cluster_name: UPSTREAM_CLUSTER.to_string(),
@@ -80,6 +85,7 @@ impl EnvoyConfig {
             node_metadata: None,
             concurrency: 1,
             wasm_log_level: "debug".to_string(),
+            cpu_list: None,
             access_log: None,
         })
     }
@@ -110,6 +116,13 @@ impl EnvoyConfig {
             vm_id: WASM_ROOT_ID.to_string(),
             environment: Vec::new(),
         });
+        self
+    }
+
+    /// Adds an HTTP filter (Envoy's JSON: `name` and `typed_config`) before the router, ahead of
+    /// the wasm filter if there is one.
+    pub fn http_filter(mut self, filter: Value) -> Self {
+        self.http_filters.push(filter);
         self
     }
 
@@ -206,6 +219,12 @@ impl EnvoyConfig {
         self
     }
 
+    /// Starts Envoy through `taskset -c <cpus>` (util-linux), e.g. `"0"` for the first core.
+    pub fn cpu_list(mut self, cpus: &str) -> Self {
+        self.cpu_list = Some(cpus.to_string());
+        self
+    }
+
     /// Writes an access log line per request to `path` in Envoy's `format`.
     pub fn access_log(mut self, path: impl Into<PathBuf>, format: &str) -> Self {
         self.access_log = Some((path.into(), format.to_string()));
@@ -253,7 +272,7 @@ impl EnvoyConfig {
             },
         });
 
-        let mut http_filters = Vec::new();
+        let mut http_filters = self.http_filters.clone();
         if let Some(wasm) = &self.wasm {
             http_filters.push(wasm_filter(wasm));
         }

@@ -34,6 +34,7 @@ struct Launch<'a> {
     listener: &'a str,
     concurrency: u32,
     wasm_log_level: &'a str,
+    cpu_list: Option<&'a str>,
 }
 
 /// A running Envoy; see the module docs.
@@ -54,6 +55,7 @@ impl Envoy {
             listener: bootstrap::LISTENER_NAME,
             concurrency: config.concurrency,
             wasm_log_level: &config.wasm_log_level,
+            cpu_list: config.cpu_list.as_deref(),
         };
         Envoy::launch(dir, launch)
     }
@@ -76,6 +78,7 @@ impl Envoy {
             listener,
             concurrency: 1,
             wasm_log_level: "debug",
+            cpu_list: None,
         };
         Envoy::launch(dir, launch)
     }
@@ -91,7 +94,15 @@ impl Envoy {
             .build()
             .map_err(|e| Error::http("building the Envoy admin client", e))?;
 
-        let mut command = Command::new(binary);
+        // taskset execs Envoy in its own process, so the pid and the parent-death signal stay.
+        let mut command = match launch.cpu_list {
+            Some(cpus) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", cpus]).arg(binary);
+                taskset
+            }
+            None => Command::new(binary),
+        };
         command
             .arg("-c")
             .arg(&config_path)
