@@ -134,8 +134,9 @@ pub struct RefreshCalls {
     pub calls: VaultCalls,
     /// Seconds of open-loop load on this configuration.
     pub loaded_seconds: f64,
-    /// Credential lifetimes each key spans over all runs. Every run starts with all credentials
-    /// expired (other configurations ran meanwhile), so a run of D s spans ceil(D / lifetime).
+    /// Credential lifetimes each key spans over all repetitions. A repetition's open-loop runs
+    /// are one stretch of S s that starts with all credentials expired (the other
+    /// configurations ran meanwhile), so it spans ceil(S / lifetime).
     pub lifetimes_per_key: f64,
 }
 
@@ -248,11 +249,14 @@ pub fn run(plan: &Plan) -> Result<Results> {
                     let vault = record.vault.get_or_insert_with(RefreshCalls::default);
                     vault.calls.reads += calls.reads;
                     vault.calls.logins += calls.logins;
-                    let seconds = plan.open_duration.as_secs_f64();
-                    vault.loaded_seconds += seconds;
-                    vault.lifetimes_per_key += (seconds / usable_lifetime_seconds()).ceil();
+                    vault.loaded_seconds += plan.open_duration.as_secs_f64();
                 }
                 record.open[r].push(summarise(&result, cpu));
+            }
+            if let Some(vault) = &mut record.vault {
+                // The open-loop runs of one repetition follow each other at once: one stretch.
+                let stretch = plan.open_duration.as_secs_f64() * plan.rates.len() as f64;
+                vault.lifetimes_per_key += (stretch / usable_lifetime_seconds()).ceil();
             }
             let (result, cpu) = with_cpu(pid, || {
                 subject

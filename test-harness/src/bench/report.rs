@@ -373,10 +373,11 @@ fn vault_section(md: &mut String, results: &Results) {
         let _ = writeln!(md);
         let _ = writeln!(
             md,
-            "Every run starts with all of this configuration's credentials expired (the others \
-             ran meanwhile), so a run of D s spans ceil(D ÷ {lifetime} s) lifetimes of each key, \
-             each opened by one miss. One read per key per lifetime is the floor without \
-             refresh ahead; more would mean concurrent misses fetching twice.\n"
+            "In each repetition this configuration's open-loop runs follow each other at once, \
+             one stretch of S s that starts with all its credentials expired (the others ran \
+             meanwhile), so it spans ceil(S ÷ {lifetime} s) lifetimes of each key, each opened \
+             by one miss. One read per key per lifetime is the floor without refresh ahead; \
+             more would mean concurrent misses fetching twice.\n"
         );
     }
 
