@@ -1,10 +1,8 @@
 //! What both benches of the hit path start from: the gateway's configuration, a request from the
 //! checkout workload, and a shared store whose slot already holds that workload's credential.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-
-use latchkey_filter::cache::{self, Completion, Lookup, SharedStore, StoreError};
+use latchkey_filter::cache::fake::FakeStore;
+use latchkey_filter::cache::{self, Completion, Lookup};
 use latchkey_filter::config::Config;
 use latchkey_filter::flow::RequestView;
 use latchkey_filter::identity::IdentityInputs;
@@ -71,45 +69,9 @@ pub fn request() -> RequestView<'static> {
     }
 }
 
-/// Shared data as Envoy keeps it (CAS checked only on existing keys), counting every call.
-#[derive(Default)]
-pub struct CountingStore {
-    map: RefCell<HashMap<String, (Vec<u8>, u32)>>,
-    next_cas: Cell<u32>,
-    pub gets: Cell<u64>,
-    pub sets: Cell<u64>,
-}
-
-impl SharedStore for CountingStore {
-    fn get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        self.gets.set(self.gets.get() + 1);
-        self.map.borrow().get(key).cloned()
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        self.sets.set(self.sets.get() + 1);
-        let mut map = self.map.borrow_mut();
-        if let (Some((_, current)), Some(cas)) = (map.get(key), cas) {
-            if cas != 0 && cas != *current {
-                return Err(StoreError::CasMismatch);
-            }
-        }
-        self.next_cas.set(self.next_cas.get() + 1);
-        map.insert(key.to_string(), (value.to_vec(), self.next_cas.get()));
-        Ok(())
-    }
-}
-
-impl CountingStore {
-    pub fn reset_counts(&self) {
-        self.gets.set(0);
-        self.sets.set(0);
-    }
-}
-
 /// A store in which the checkout workload's credential is cached and fresh at [`NOW_MS`].
-pub fn warm_store(config: &Config) -> CountingStore {
-    let store = CountingStore::default();
+pub fn warm_store(config: &Config) -> FakeStore {
+    let store = FakeStore::default();
     let key = cache::credential_key(
         config.generation,
         "payments-api",

@@ -402,7 +402,6 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-#[cfg(test)]
 pub mod fake;
 
 #[cfg(test)]
