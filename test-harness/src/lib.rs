@@ -36,7 +36,8 @@ pub use error::{Error, Result};
 pub use faulty_vault::{Fault, FaultyVault};
 pub use jwt::JwtSvidIssuer;
 pub use openbao::{
-    unique_value, ApiResponse, CertLogin, OpenBao, VaultToken, CERT_MOUNT, CERT_ROLE, READ_POLICY,
+    unique_value, ApiResponse, CertLogin, OpenBao, OpenBaoCluster, VaultToken, CERT_MOUNT,
+    CERT_ROLE, READ_POLICY,
 };
 pub use pki::{CertKey, CertKeyPaths, Pki, PROXY_SPIFFE_ID, TRUST_DOMAIN, WORKLOAD_SPIFFE_ID};
 pub use postgres::Postgres;

@@ -207,12 +207,7 @@ impl Gateway {
     }
 
     fn audit_entries(&self) -> Result<Vec<Value>> {
-        let audit = std::fs::read_to_string(self.openbao.audit_log_path())
-            .map_err(|e| crate::error::Error::io("reading the OpenBao audit log", e))?;
-        Ok(audit
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect())
+        self.openbao.audit_entries()
     }
 }
 

@@ -1,17 +1,12 @@
 //! The Envoy configurations shipped in `envoy/` are accepted by the real Envoy, filter included:
 //! `--mode validate` runs the filter's `on_configure`, so a bad plugin config fails here too.
-//!
-//! A config whose identity source the filter does not support yet (issue #3) is validated with a
-//! stand-in `identity` section instead, as long as the filter refuses nothing but that section:
-//! every Envoy part and the rest of the plugin config are still checked, and the stand-in stops
-//! being used the moment the filter accepts the real section.
 
 use std::fs;
 use std::path::PathBuf;
 
 use latchkey_filter::config::Config;
 use latchkey_test_harness::{wasm_module, Envoy, Pki, TestDir, PROXY_SPIFFE_ID};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Where the shipped configurations expect their files.
 const INSTALL_DIR: &str = "/etc/latchkey/";
@@ -51,30 +46,18 @@ fn collect_plugin_configs<'v>(node: &'v mut Value, found: &mut Vec<&'v mut Value
     }
 }
 
-/// The bootstrap with every plugin config whose only fault is its `identity` section given a
-/// peer-certificate stand-in; `None` when the filter accepts every plugin config as written.
-fn with_identity_stand_in(name: &str, bootstrap: &str) -> Option<String> {
+/// Every plugin config in a bootstrap must be one the filter accepts as written; Envoy's
+/// validate run would refuse it too, but this names the field.
+fn assert_plugin_configs_accepted(name: &str, bootstrap: &str) {
     let mut tree: Value = serde_norway::from_str(bootstrap).unwrap();
-    let mut replaced = false;
-    for value in plugin_configs(&mut tree) {
-        let text = value.as_str().unwrap().to_string();
-        let Err(err) = Config::from_json(text.as_bytes()) else {
-            continue;
-        };
-        assert!(
-            err.field.starts_with("identity"),
-            "{name}: the filter refuses its plugin config outside `identity`: {err}"
-        );
-        let mut config: Value = serde_json::from_str(&text).unwrap();
-        let trust_domains = config["identity"]["trust_domains"].clone();
-        config["identity"] =
-            json!({ "sources": ["peer_certificate"], "trust_domains": trust_domains });
-        Config::from_json(config.to_string().as_bytes())
-            .unwrap_or_else(|e| panic!("{name}: refused even with a stand-in identity: {e}"));
-        *value = Value::String(config.to_string());
-        replaced = true;
+    let found = plugin_configs(&mut tree);
+    assert!(!found.is_empty(), "{name}: no latchkey plugin config");
+    for value in found {
+        let text = value.as_str().unwrap();
+        if let Err(err) = Config::from_json(text.as_bytes()) {
+            panic!("{name}: the filter refuses its plugin config: {err}");
+        }
     }
-    replaced.then(|| serde_json::to_string_pretty(&tree).unwrap())
 }
 
 #[test]
@@ -96,14 +79,8 @@ fn shipped_envoy_configs_pass_envoy_validate() {
         let text = fs::read_to_string(&config).unwrap();
         let local = text.replace(INSTALL_DIR, &format!("{}/", dir.root().display()));
         let name = config.file_name().unwrap().to_str().unwrap();
-        let checked = match with_identity_stand_in(name, &local) {
-            Some(stand_in) => {
-                eprintln!("{name}: identity section waits for issue #3; validated with a stand-in");
-                stand_in
-            }
-            None => local,
-        };
-        let path = dir.write(name, checked).unwrap();
+        assert_plugin_configs_accepted(name, &local);
+        let path = dir.write(name, local).unwrap();
         Envoy::validate(&path).unwrap_or_else(|err| panic!("{name}: {err}"));
     }
 }

@@ -1,11 +1,12 @@
 //! Vault faults that real OpenBao cannot be made to produce, against a stand-in: every bad
 //! answer is refused with a stable error code, quickly, without its body reaching a log line or
-//! a reply, and without a retry storm.
+//! a reply, and without a retry storm. Each is counted under `latchkey.vault.read.<outcome>`,
+//! logged with its reason, and once the vault is healthy again the next request is served.
 
 use std::time::{Duration, Instant};
 
 use latchkey_test_harness::scenario::{plugin_config, FaultyGateway, Gateway};
-use latchkey_test_harness::{Fault, Response};
+use latchkey_test_harness::{poll_until, Fault, Response};
 use serde_json::{json, Value};
 
 /// Marks every faulty body, so the log scan can prove none of it was logged.
@@ -22,6 +23,43 @@ fn error_code(response: &Response) -> String {
     body["error"].as_str().unwrap().to_string()
 }
 
+/// `latchkey.vault.read.<outcome>`, as Envoy shows it.
+fn reads(gateway: &FaultyGateway, outcome: &str) -> u64 {
+    let name = format!("wasmcustom.latchkey.vault.read.{outcome}");
+    gateway.envoy.stat(&name).unwrap().unwrap_or(0)
+}
+
+/// `latchkey.requests.denied.<code>`, as Envoy shows it.
+fn denied(gateway: &FaultyGateway, code: &str) -> u64 {
+    let name = format!("wasmcustom.latchkey.requests.denied.{code}");
+    gateway.envoy.stat(&name).unwrap().unwrap_or(0)
+}
+
+/// Envoy's log lines that hold every one of `parts`.
+fn log_lines(gateway: &FaultyGateway, parts: &[&str]) -> usize {
+    let log = gateway.envoy.log_contents();
+    log.lines()
+        .filter(|line| parts.iter().all(|part| line.contains(part)))
+        .count()
+}
+
+/// Once the vault answers well again, a request gets its credential: the fault left nothing
+/// stuck behind, only a back-off on the failed key that runs out.
+fn assert_recovers(gateway: &FaultyGateway) {
+    gateway.vault.set_fault(Fault::Healthy {
+        api_key: "sk-after-the-fault".into(),
+    });
+    let served = poll_until(Duration::from_secs(10), || {
+        let response = gateway.call_api("/v1/after").ok()?;
+        (response.status == 200).then_some(response)
+    });
+    let served = served.expect("no request was served once the vault was healthy again");
+    assert_eq!(
+        served.echoed().unwrap().header_values("authorization"),
+        ["Bearer sk-after-the-fault"]
+    );
+}
+
 fn assert_log_clean(gateway: &FaultyGateway) {
     let log = gateway.envoy.log_contents();
     assert!(!log.contains(MARKER), "a vault body reached Envoy's log");
@@ -31,17 +69,33 @@ fn assert_log_clean(gateway: &FaultyGateway) {
 
 #[test]
 fn malformed_answers_are_invalid_credentials_and_never_logged() {
-    let bodies: Vec<Vec<u8>> = vec![
-        format!("not json {MARKER}").into_bytes(),
-        format!(r#"{{"data":{{"data":{{"api_key":"{MARKER}""#).into_bytes(),
-        format!(r#"{{"data":{{"data":{{"api_key":5,"other":"{MARKER}"}}}}}}"#).into_bytes(),
-        format!(r#"{{"data":"{MARKER}"}}"#).into_bytes(),
-        format!("<html><body>{MARKER}</body></html>").into_bytes(),
-        format!(
-            r#"{{"data":{{"data":{{"api_key":"{}"}}}}}}"#,
-            MARKER.repeat(5_000)
-        )
-        .into_bytes(),
+    // Each body, and the outcome it is counted and logged as.
+    let bodies: Vec<(Vec<u8>, &str)> = vec![
+        (format!("not json {MARKER}").into_bytes(), "malformed"),
+        (
+            format!(r#"{{"data":{{"data":{{"api_key":"{MARKER}""#).into_bytes(),
+            "malformed",
+        ),
+        (
+            format!(r#"{{"data":{{"data":{{"api_key":5,"other":"{MARKER}"}}}}}}"#).into_bytes(),
+            "missing_field",
+        ),
+        (
+            format!(r#"{{"data":"{MARKER}"}}"#).into_bytes(),
+            "malformed",
+        ),
+        (
+            format!("<html><body>{MARKER}</body></html>").into_bytes(),
+            "malformed",
+        ),
+        (
+            format!(
+                r#"{{"data":{{"data":{{"api_key":"{}"}}}}}}"#,
+                MARKER.repeat(5_000)
+            )
+            .into_bytes(),
+            "too_large",
+        ),
     ];
     // A failed fetch blocks its key for a back-off; keep it short so every case is fetched.
     let mut config = config();
@@ -49,14 +103,21 @@ fn malformed_answers_are_invalid_credentials_and_never_logged() {
     let cases = bodies.len() as u64;
     let gateway =
         FaultyGateway::start("malformed_vault_answers", config, Fault::Body(vec![])).unwrap();
-    for (i, body) in bodies.into_iter().enumerate() {
+    for (i, (body, outcome)) in bodies.into_iter().enumerate() {
         gateway.vault.set_fault(Fault::Body(body));
         std::thread::sleep(Duration::from_millis(100));
+        let reason = format!("reason={outcome}");
+        let failed_reads =
+            |gateway: &FaultyGateway| log_lines(gateway, &["vault read failed", &reason]);
+        let (counted, logged) = (reads(&gateway, outcome), failed_reads(&gateway));
         let response = gateway.call_api(&format!("/v1/charge/{i}")).unwrap();
         assert_eq!(response.status, 502, "case {i}: {}", response.body);
         assert_eq!(error_code(&response), "invalid_credential", "case {i}");
         assert!(!response.body.contains(MARKER));
+        assert_eq!(reads(&gateway, outcome), counted + 1, "case {i}: {outcome}");
+        assert_eq!(failed_reads(&gateway), logged + 1, "case {i}: {outcome}");
     }
+    assert_eq!(denied(&gateway, "invalid_credential"), cases);
     assert_eq!(
         gateway.vault.calls().reads,
         cases,
@@ -64,18 +125,28 @@ fn malformed_answers_are_invalid_credentials_and_never_logged() {
     );
     assert_eq!(gateway.echo.requests_served(), 0);
     assert_log_clean(&gateway);
+    assert_recovers(&gateway);
 }
 
 #[test]
 fn a_value_that_would_split_headers_is_refused() {
     let api_key = format!("{MARKER}\r\nx-injected: yes");
+    let mut config = config();
+    config["cache"] = json!({ "retry_backoff": "10ms", "retry_backoff_max": "50ms" });
     let gateway =
-        FaultyGateway::start("crlf_in_secret", config(), Fault::Healthy { api_key }).unwrap();
+        FaultyGateway::start("crlf_in_secret", config, Fault::Healthy { api_key }).unwrap();
     let response = gateway.call_api("/v1/charge").unwrap();
     assert_eq!(response.status, 502, "{}", response.body);
     assert_eq!(error_code(&response), "invalid_credential");
     assert_eq!(gateway.echo.requests_served(), 0);
+    assert_eq!(reads(&gateway, "invalid_value"), 1);
+    assert_eq!(denied(&gateway, "invalid_credential"), 1);
+    assert_eq!(
+        log_lines(&gateway, &["binding=payments", "credential unusable"]),
+        1
+    );
     assert_log_clean(&gateway);
+    assert_recovers(&gateway);
 }
 
 #[test]
@@ -96,6 +167,15 @@ fn a_hanging_vault_is_answered_within_the_timeout() {
         "took {:?}",
         started.elapsed()
     );
+    // Envoy answers the callout 504 at the vault timeout.
+    assert_eq!(reads(&gateway, "unavailable"), 1);
+    assert_eq!(denied(&gateway, "vault_unavailable"), 1);
+    assert_eq!(
+        log_lines(&gateway, &["vault read failed", "reason=unavailable"]),
+        1
+    );
+    assert_log_clean(&gateway);
+    assert_recovers(&gateway);
 }
 
 #[test]
@@ -108,6 +188,14 @@ fn vault_errors_are_unavailable_and_back_off() {
     }
     // Ten requests in well under the first back-off step: one read, not ten.
     assert_eq!(gateway.vault.calls().reads, 1);
+    assert_eq!(reads(&gateway, "unavailable"), 1);
+    assert_eq!(denied(&gateway, "vault_unavailable"), 10);
+    assert_eq!(
+        log_lines(&gateway, &["vault read failed", "reason=unavailable"]),
+        1
+    );
+    assert_log_clean(&gateway);
+    assert_recovers(&gateway);
 }
 
 #[test]
@@ -119,6 +207,11 @@ fn retry_after_on_429_is_honoured() {
     let first = gateway.call_api("/v1/a").unwrap();
     assert_eq!(first.status, 503, "{}", first.body);
     let asked = Instant::now();
+    assert_eq!(reads(&gateway, "unavailable"), 1);
+    assert_eq!(
+        log_lines(&gateway, &["vault read failed", "reason=unavailable"]),
+        1
+    );
 
     gateway.vault.set_fault(Fault::Healthy {
         api_key: "after-429".into(),

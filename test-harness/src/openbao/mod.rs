@@ -1,7 +1,10 @@
 //! A real OpenBao dev server, configured the way latchkey expects its vault: a plain API listener
 //! for the harness (root token), a TLS listener for cert auth, a file audit device, the cert role
 //! `latchkey-gateway` that accepts only [`PROXY_SPIFFE_ID`], and KV v2 at `secret/`.
-//! Dev mode keeps everything in memory: state is gone once it stops.
+//! Dev mode keeps everything in memory: state is gone once it stops; [`OpenBao::start_persistent`]
+//! and [`OpenBaoCluster`] run real servers on integrated raft storage instead.
+
+mod cluster;
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
@@ -24,6 +27,8 @@ use crate::ports::{free_port, free_port_pair};
 use crate::process::ManagedProcess;
 use crate::workdir::TestDir;
 
+pub use cluster::OpenBaoCluster;
+
 /// Mount path of the cert auth method.
 pub const CERT_MOUNT: &str = "cert";
 /// The cert auth role the proxy logs in with.
@@ -36,8 +41,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Starts retried when another process took a port between picking and binding it.
 const START_ATTEMPTS: usize = 3;
-const LOG_FILE: &str = "openbao.log";
-const AUDIT_FILE: &str = "openbao-audit.log";
+/// Names the files of a single server: `openbao.json`, `openbao.log`, `openbao-audit.log`, ….
+const FILE_STEM: &str = "openbao";
 
 /// A running OpenBao; stopped when dropped.
 pub struct OpenBao {
@@ -86,7 +91,7 @@ impl OpenBao {
     /// The TLS listener serves a `localhost`/`127.0.0.1` certificate from `pki` and asks for
     /// client certificates without requiring them.
     pub fn start(dir: &TestDir, pki: &Pki) -> Result<OpenBao> {
-        let launch = Launch::prepare(dir, pki)?;
+        let launch = Launch::prepare(dir, pki, FILE_STEM)?;
         let http = blocking::Client::builder()
             .no_proxy()
             .timeout(REQUEST_TIMEOUT)
@@ -102,7 +107,7 @@ impl OpenBao {
 
             let ports = (api_port, tls_port);
             let mut bao = Self::launched(&launch, process, ports, root_token, pki, http.clone());
-            match bao.wait_ready() {
+            match bao.wait_ready(Role::Active) {
                 Ok(()) => {
                     bao.configure()?;
                     return Ok(bao);
@@ -117,8 +122,20 @@ impl OpenBao {
     /// initialised with one unseal key and unsealed, so that [`OpenBao::restart`] keeps every
     /// secret, policy and token, as a production vault coming back after an outage does.
     pub fn start_persistent(dir: &TestDir, pki: &Pki) -> Result<OpenBao> {
-        let mut launch = Launch::prepare(dir, pki)?;
-        let storage = dir.path("openbao-data");
+        let audit_log = format!("{FILE_STEM}-audit.log");
+        let mut bao = Self::spawn_on_raft(dir, pki, FILE_STEM, &audit_log)?;
+        bao.initialise()?;
+        Ok(bao)
+    }
+
+    /// Starts a server on raft storage of its own, named `stem`, and waits until it listens;
+    /// it is uninitialised and sealed. `audit_log` names its audit log in the test directory:
+    /// the nodes of a cluster share theirs, since raft replicates the audit table and OpenBao
+    /// refuses to unseal a node whose configured device differs from it.
+    fn spawn_on_raft(dir: &TestDir, pki: &Pki, stem: &str, audit_log: &str) -> Result<OpenBao> {
+        let mut launch = Launch::prepare(dir, pki, stem)?;
+        launch.audit_log = dir.path(audit_log);
+        let storage = dir.path(&format!("{stem}-data"));
         fs::create_dir_all(&storage).map_err(|e| Error::io("creating OpenBao's storage", e))?;
         launch.storage = Some(storage);
         // Initialising raft storage elects a leader first, which takes seconds on a busy machine.
@@ -128,25 +145,30 @@ impl OpenBao {
             .build()
             .map_err(|e| Error::http("building the OpenBao API client", e))?;
         let api_port = free_port_pair()?;
-        let tls_port = free_port_pair()?;
+        let tls_port = free_port()?;
         let process = launch.spawn(dir, api_port, tls_port, "")?;
         let ports = (api_port, tls_port);
         let mut bao = Self::launched(&launch, process, ports, String::new(), pki, http);
         bao.wait_listening()?;
+        Ok(bao)
+    }
+
+    /// Initialises a fresh raft server with one unseal key, unseals it, waits until it is
+    /// active and configures it (KV v2 at `secret/`, then as [`OpenBao::start`] does).
+    fn initialise(&mut self) -> Result<()> {
         let init = json!({ "secret_shares": 1, "secret_threshold": 1 });
-        let keys = bao.api_ok("PUT", "sys/init", Some(&init))?;
+        let keys = self.api_ok("PUT", "sys/init", Some(&init))?;
         let key = keys["keys_base64"][0]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        bao.root_token = keys["root_token"].as_str().unwrap_or_default().to_string();
-        bao.unseal_key = Some(key);
-        bao.unseal()?;
-        bao.wait_ready()?;
+        self.root_token = keys["root_token"].as_str().unwrap_or_default().to_string();
+        self.unseal_key = Some(key);
+        self.unseal()?;
+        self.wait_ready(Role::Active)?;
         let kv = json!({ "type": "kv", "options": { "version": "2" } });
-        bao.api_ok("POST", "sys/mounts/secret", Some(&kv))?;
-        bao.configure()?;
-        Ok(bao)
+        self.api_ok("POST", "sys/mounts/secret", Some(&kv))?;
+        self.configure()
     }
 
     fn launched(
@@ -195,6 +217,20 @@ impl OpenBao {
         &self.audit_log
     }
 
+    /// The audit log's entries, in order; a line cut short by a running write is left out.
+    pub fn audit_entries(&self) -> Result<Vec<Value>> {
+        let audit = match fs::read_to_string(&self.audit_log) {
+            Ok(audit) => audit,
+            // A standby that never served a request has not written its log yet.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io("reading the OpenBao audit log", e)),
+        };
+        Ok(audit
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect())
+    }
+
     /// The server's own log.
     pub fn log_path(&self) -> &Path {
         self.process.log_path()
@@ -223,9 +259,9 @@ impl OpenBao {
             // File storage: everything is still there, behind the seal.
             self.wait_listening()?;
             self.unseal()?;
-            return self.wait_ready();
+            return self.wait_ready(Role::Active);
         }
-        self.wait_ready()?;
+        self.wait_ready(Role::Active)?;
         self.configure()
     }
 
@@ -394,9 +430,14 @@ impl OpenBao {
         Ok((status, body))
     }
 
-    fn wait_ready(&mut self) -> Result<()> {
+    /// Waits until the server is unsealed in `role` and both listeners take connections.
+    fn wait_ready(&mut self, role: Role) -> Result<()> {
         let started = Instant::now();
-        let health = format!("http://{}/v1/sys/health", self.api_addr());
+        let query = match role {
+            Role::Active => "",
+            Role::Standby => "?standbyok=true",
+        };
+        let health = format!("http://{}/v1/sys/health{query}", self.api_addr());
         let tls_addr = (Ipv4Addr::LOCALHOST, self.tls_port);
         let mut exited = false;
         let ready = poll::until(READY_TIMEOUT, || {
@@ -473,9 +514,19 @@ impl OpenBao {
     }
 }
 
+/// What a server is waited for as: the active node, or a standby of a cluster (whose
+/// `sys/health` answers 429 unless asked with `standbyok`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Active,
+    Standby,
+}
+
 /// What every start attempt shares: the binary and the files it reads.
 #[derive(Clone)]
 struct Launch {
+    /// Stem of the file names in the test directory, and the raft node id.
+    stem: String,
     binary: PathBuf,
     server_cert: CertKeyPaths,
     client_ca: PathBuf,
@@ -486,15 +537,18 @@ struct Launch {
 }
 
 impl Launch {
-    fn prepare(dir: &TestDir, pki: &Pki) -> Result<Launch> {
-        let home = dir.path("openbao-home");
+    fn prepare(dir: &TestDir, pki: &Pki, stem: &str) -> Result<Launch> {
+        let home = dir.path(&format!("{stem}-home"));
         fs::create_dir_all(&home).map_err(|e| Error::io("creating OpenBao's HOME", e))?;
         Ok(Launch {
+            stem: stem.to_string(),
             binary: bao_binary()?,
-            server_cert: pki.localhost_cert()?.write(dir.root(), "openbao-server")?,
-            client_ca: pki.write_ca(dir.root(), "openbao-client-ca.crt")?,
+            server_cert: pki
+                .localhost_cert()?
+                .write(dir.root(), &format!("{stem}-server"))?,
+            client_ca: pki.write_ca(dir.root(), &format!("{stem}-client-ca.crt"))?,
             home,
-            audit_log: dir.path(AUDIT_FILE),
+            audit_log: dir.path(&format!("{stem}-audit.log")),
             storage: None,
         })
     }
@@ -524,9 +578,14 @@ impl Launch {
         });
         if let Some(storage) = &self.storage {
             // A real server: the plain API listener and the storage come from the config.
-            // Integrated raft storage (OpenBao has no file backend); one node, which needs a
-            // cluster address: each listener's port + 1, as the ports were picked.
-            config["storage"] = json!({ "raft": { "path": storage, "node_id": "latchkey-test" } });
+            // Integrated raft storage (OpenBao has no file backend), which needs a cluster
+            // address: the API port + 1, as the ports were picked. Raft's timing at multiplier 1,
+            // as production is advised to run, elects a new leader within seconds.
+            config["storage"] = json!({ "raft": {
+                "path": storage,
+                "node_id": self.stem,
+                "performance_multiplier": 1,
+            } });
             config["api_addr"] = json!(format!("http://127.0.0.1:{api_port}"));
             config["cluster_addr"] = json!(format!("https://127.0.0.1:{}", api_port + 1));
             if let Some(listeners) = config["listener"].as_array_mut() {
@@ -536,7 +595,7 @@ impl Launch {
                 }}));
             }
         }
-        let config_path = dir.write("openbao.json", config.to_string())?;
+        let config_path = dir.write(&format!("{}.json", self.stem), config.to_string())?;
 
         let mut command = Command::new(&self.binary);
         command.arg("server");
@@ -553,7 +612,8 @@ impl Launch {
             .env_clear()
             .env("HOME", &self.home)
             .env("BAO_DEV_ROOT_TOKEN_ID", root_token);
-        ManagedProcess::spawn("OpenBao", command, &dir.path(LOG_FILE))
+        let log = dir.path(&format!("{}.log", self.stem));
+        ManagedProcess::spawn("OpenBao", command, &log)
     }
 }
 
