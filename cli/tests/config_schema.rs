@@ -1,7 +1,6 @@
 //! `schema/latchkey-config.schema.json` and the filter's parser agree: every configuration the
 //! project ships validates against the schema and is accepted by `Config::from_json`, and the
-//! invalid configurations below are refused by both. A config waiting for an identity source
-//! of issue #3 is refused by both until that lands; then this test asks for the schema update.
+//! invalid configurations below are refused by both.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -73,18 +72,13 @@ fn every_shipped_config_is_valid_for_both_schema_and_parser() {
             .iter_errors(&config)
             .map(|e| format!("{} at {}", e, e.instance_path()))
             .collect();
-        match parsed {
-            Ok(_) => assert!(
-                schema_errors.is_empty(),
-                "{origin}: the parser accepts it, the schema does not: {schema_errors:#?}"
-            ),
-            // Written for the identity sources of issue #3; both refuse them for now.
-            Err(err) if err.field.starts_with("identity") => assert!(
-                !schema_errors.is_empty(),
-                "{origin}: the schema accepts what the parser refuses: {err}"
-            ),
-            Err(err) => panic!("{origin}: refused by the filter: {err}"),
+        if let Err(err) = parsed {
+            panic!("{origin}: refused by the filter: {err}");
         }
+        assert!(
+            schema_errors.is_empty(),
+            "{origin}: the parser accepts it, the schema does not: {schema_errors:#?}"
+        );
     }
 }
 
