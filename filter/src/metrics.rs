@@ -41,6 +41,8 @@ pub enum Counter {
     CacheInvalidation,
     /// A key took a slot from another key.
     CacheEviction,
+    /// Envoy refused a vault call: it has no cluster of the configured name.
+    VaultClusterUnknown,
     VaultCall(VaultCall, VaultOutcome),
 }
 
@@ -78,7 +80,7 @@ const OUTCOMES: [VaultOutcome; 9] = [
     VaultOutcome::InvalidValue,
     VaultOutcome::Abandoned,
 ];
-const SIMPLE: [Counter; 9] = [
+const SIMPLE: [Counter; 10] = [
     Counter::Injected,
     Counter::PassedThrough,
     Counter::ForwardedWithoutCredential,
@@ -88,6 +90,7 @@ const SIMPLE: [Counter; 9] = [
     Counter::CacheWait,
     Counter::CacheInvalidation,
     Counter::CacheEviction,
+    Counter::VaultClusterUnknown,
 ];
 
 pub const VAULT_LATENCY: &str = "latchkey.vault.latency_ms";
@@ -136,6 +139,7 @@ impl Counter {
             Counter::CacheWait => "latchkey.cache.waits".into(),
             Counter::CacheInvalidation => "latchkey.cache.invalidations".into(),
             Counter::CacheEviction => "latchkey.cache.evictions".into(),
+            Counter::VaultClusterUnknown => "latchkey.vault.cluster_unknown".into(),
             Counter::VaultCall(call, outcome) => {
                 format!("latchkey.vault.{}.{}", call.name(), outcome.name())
             }

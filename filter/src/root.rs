@@ -9,14 +9,14 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType};
+use proxy_wasm::types::{Action, ContextType, Status};
 
 use crate::config::Config;
 use crate::denial::Denial;
 use crate::flow::{self, Job, JobEnv, JobStep, VaultAnswer};
 use crate::host::{self, HostMetrics, SharedData};
 use crate::http::{self, Carried, RequestContext};
-use crate::metrics::MetricSink;
+use crate::metrics::{Counter, MetricSink};
 use crate::vault::{self, MAX_BODY_BYTES};
 use crate::worker::Worker;
 
@@ -91,6 +91,19 @@ impl Root {
                                 deadline_ms,
                             },
                         );
+                    }
+                    Err(Status::BadArgument) => {
+                        // The only argument of the call the config decides is the cluster's
+                        // name; Envoy refuses a name it has no cluster for at once.
+                        self.metrics.increment(Counter::VaultClusterUnknown);
+                        log::error!(
+                            "[ctx {}] vault call not dispatched: vault.cluster {} is unknown to \
+                             Envoy",
+                            self.context_id,
+                            vault.cluster
+                        );
+                        let step = job.abandon(&self.env(config));
+                        self.advance(config, job, step);
                     }
                     Err(status) => {
                         log::error!(

@@ -120,6 +120,47 @@ fn vault_down_with_nothing_cached_answers_503_without_hanging() {
     assert!(waited < Duration::from_secs(5), "took {waited:?}");
 }
 
+/// A `vault.cluster` naming no cluster of Envoy's cannot be refused when the config arrives:
+/// `envoy --mode validate` runs the filter's `on_configure` without starting any cluster, so
+/// the check would refuse every config there. Validation accepts it; a request that needs the
+/// vault is answered 503 at once, counted, and logged with the cluster's name, while one that
+/// needs no vault passes.
+#[test]
+fn an_unknown_vault_cluster_answers_503_and_names_the_cluster() {
+    let mut config = plugin_config();
+    config["vault"]["cluster"] = json!("vault-typo");
+    validate_plugin_config("unknown_vault_cluster_validates", config.clone()).unwrap();
+    let gateway = Gateway::start_with("unknown_vault_cluster", config).unwrap();
+    let app = gateway.checkout().unwrap();
+
+    let started = Instant::now();
+    let response = gateway.call_api(&app, "/v1/charge", &[]).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert_eq!(error_code(&response.body), "vault_unavailable");
+    assert_eq!(gateway.echo.requests_served(), 0);
+
+    let stat = |name: &str| gateway.envoy.stat(name).unwrap().unwrap_or(0);
+    assert_eq!(stat("wasmcustom.latchkey.vault.cluster_unknown"), 1);
+    assert_eq!(stat("wasmcustom.latchkey.vault.login.abandoned"), 1);
+    assert_eq!(
+        stat("wasmcustom.latchkey.requests.denied.vault_unavailable"),
+        1
+    );
+    let log = gateway.envoy.log_contents();
+    let named = "vault call not dispatched: vault.cluster vault-typo is unknown to Envoy";
+    assert_eq!(log.lines().filter(|line| line.contains(named)).count(), 1);
+    assert!(!log.contains("panicked") && !log.contains("[critical]"));
+
+    let port = gateway.envoy.listener_port();
+    let unbound = app.get(port, "status.internal", "/health", &[]).unwrap();
+    assert_eq!(unbound.status, 200, "{}", unbound.body);
+}
+
 #[test]
 fn secret_missing_in_vault_is_refused_with_its_code() {
     let gateway = Gateway::start("secret_missing_403").unwrap();
