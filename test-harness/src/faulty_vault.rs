@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::error::Result;
 use crate::http_server::{HttpServer, Reply};
@@ -39,6 +39,8 @@ pub struct Calls {
 pub struct FaultyVault {
     server: HttpServer,
     fault: Arc<Mutex<Fault>>,
+    /// The `lease_duration` of every login answer: any JSON, so wrong types can be served too.
+    login_lease: Arc<Mutex<Value>>,
     calls: Arc<Mutex<Calls>>,
 }
 
@@ -46,15 +48,18 @@ impl FaultyVault {
     pub fn start(fault: Fault) -> Result<FaultyVault> {
         let fault = Arc::new(Mutex::new(fault));
         let calls = Arc::new(Mutex::new(Calls::default()));
+        let login_lease = Arc::new(Mutex::new(json!(3600)));
         let (current, counted) = (Arc::clone(&fault), Arc::clone(&calls));
+        let lease = Arc::clone(&login_lease);
         let server = HttpServer::start(
             "faulty vault",
             Arc::new(move |request| {
                 let mut calls = counted.lock().unwrap_or_else(PoisonError::into_inner);
                 if request.path.starts_with("/v1/auth/") {
                     calls.logins += 1;
+                    let lease = lease.lock().unwrap_or_else(PoisonError::into_inner).clone();
                     let auth = json!({ "auth": {
-                        "client_token": FAKE_VAULT_TOKEN, "lease_duration": 3600, "renewable": false
+                        "client_token": FAKE_VAULT_TOKEN, "lease_duration": lease, "renewable": false
                     }});
                     return Reply::json(200, auth.to_string());
                 }
@@ -69,6 +74,7 @@ impl FaultyVault {
         Ok(FaultyVault {
             server,
             fault,
+            login_lease,
             calls,
         })
     }
@@ -79,6 +85,14 @@ impl FaultyVault {
 
     pub fn set_fault(&self, fault: Fault) {
         *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = fault;
+    }
+
+    /// Serves `lease` as the `lease_duration` of the next logins.
+    pub fn set_login_lease(&self, lease: Value) {
+        *self
+            .login_lease
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = lease;
     }
 
     pub fn calls(&self) -> Calls {

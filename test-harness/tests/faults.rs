@@ -149,6 +149,61 @@ fn a_value_that_would_split_headers_is_refused() {
     assert_recovers(&gateway);
 }
 
+/// `latchkey.vault.login.<outcome>`, as Envoy shows it.
+fn logins(gateway: &FaultyGateway, outcome: &str) -> u64 {
+    let name = format!("wasmcustom.latchkey.vault.login.{outcome}");
+    gateway.envoy.stat(&name).unwrap().unwrap_or(0)
+}
+
+/// A login lease that is negative or not a number is a malformed answer; zero (a token
+/// without a lease) is used and logged in again for within the hour; a huge one is taken as
+/// the vault states it. None of them reaches a log line with the token.
+#[test]
+fn login_leases_out_of_range_are_refused_or_used_as_stated() {
+    let mut config = config();
+    config["cache"] = json!({ "retry_backoff": "10ms", "retry_backoff_max": "50ms" });
+    let healthy = Fault::Healthy {
+        api_key: "sk-with-odd-leases".into(),
+    };
+    let gateway =
+        FaultyGateway::start("odd_login_leases", config.clone(), healthy.clone()).unwrap();
+    for (i, lease) in [json!(-1), json!("3600"), json!(1.5)]
+        .into_iter()
+        .enumerate()
+    {
+        gateway.vault.set_login_lease(lease.clone());
+        std::thread::sleep(Duration::from_millis(100));
+        let response = gateway.call_api(&format!("/v1/odd/{i}")).unwrap();
+        assert_eq!(response.status, 503, "lease {lease}: {}", response.body);
+        assert_eq!(error_code(&response), "vault_unavailable");
+        assert_eq!(logins(&gateway, "malformed"), i as u64 + 1, "lease {lease}");
+        let failed = log_lines(&gateway, &["vault login failed", "reason=malformed"]);
+        assert_eq!(failed, i + 1, "lease {lease}");
+    }
+    assert_eq!(gateway.echo.requests_served(), 0);
+
+    gateway.vault.set_login_lease(json!(0));
+    std::thread::sleep(Duration::from_millis(100));
+    let response = gateway.call_api("/v1/zero").unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(log_lines(&gateway, &["vault login ok", "ttl_s=0"]), 1);
+    assert_log_clean(&gateway);
+
+    let huge = 1_000_000_000_000_000u64;
+    let gateway = FaultyGateway::start("huge_login_lease", config, healthy).unwrap();
+    gateway.vault.set_login_lease(json!(huge));
+    for path in ["/v1/huge", "/v1/huge/again"] {
+        let response = gateway.call_api(path).unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    assert_eq!(
+        log_lines(&gateway, &["vault login ok", &format!("ttl_s={huge}")]),
+        1
+    );
+    assert_eq!(gateway.vault.calls().logins, 1);
+    assert_log_clean(&gateway);
+}
+
 #[test]
 fn a_hanging_vault_is_answered_within_the_timeout() {
     let gateway = FaultyGateway::start(
