@@ -106,8 +106,11 @@ impl Root {
                         self.advance(config, job, step);
                     }
                     Err(status) => {
+                        // Envoy fails a call inline when the cluster has no healthy host or a
+                        // circuit breaker is open.
                         log::error!(
-                            "[ctx {}] vault call not dispatched on cluster {}: {status:?}",
+                            "[ctx {}] vault call failed at once on cluster {}: {status:?} (no \
+                             healthy host, or a circuit breaker open)",
                             self.context_id,
                             vault.cluster
                         );

@@ -200,6 +200,15 @@ fn start_with(name: &str, clustered: bool) -> Site {
     let bootstrap = localise(&dir, &vault_ports, api_front.listener_port());
     let gateway =
         Envoy::start_with_bootstrap(&dir, "gateway", &bootstrap.to_string(), "egress").unwrap();
+    // Envoy starts routing once the first round of health checks ends, passed or not; on a
+    // loaded machine a check can time out and the vault is unroutable until the next round.
+    gateway
+        .wait_for_stat(
+            "cluster.vault.membership_healthy",
+            |healthy| healthy >= 1,
+            Duration::from_secs(10),
+        )
+        .unwrap();
     Site {
         gateway,
         _api_front: api_front,
