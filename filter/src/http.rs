@@ -10,6 +10,8 @@ use proxy_wasm::types::Action;
 
 use crate::cache;
 use crate::config::Config;
+#[cfg(feature = "host-call-count")]
+use crate::cost::RequestCost;
 use crate::denial::Denial;
 use crate::flow::{self, Decision, RequestView, Trace};
 use crate::host::{self, HostMetrics, SharedData};
@@ -22,6 +24,8 @@ pub struct RequestContext {
     config: Rc<Config>,
     worker: Rc<RefCell<Worker>>,
     metrics: Rc<HostMetrics>,
+    #[cfg(feature = "host-call-count")]
+    cost: RequestCost,
 }
 
 impl RequestContext {
@@ -36,6 +40,8 @@ impl RequestContext {
             config,
             worker,
             metrics,
+            #[cfg(feature = "host-call-count")]
+            cost: RequestCost::from_now(),
         }
     }
 }
@@ -199,6 +205,8 @@ impl Context for RequestContext {
 
 impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "host-call-count")]
+        let _cost = self.cost.measure();
         let authority = host::request_header(":authority").unwrap_or_default();
         let path = host::request_header(":path").unwrap_or_default();
         let headers = host::request_headers();
@@ -255,6 +263,8 @@ impl HttpContext for RequestContext {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "host-call-count")]
+        let _cost = self.cost.measure();
         let Some(key) = self.worker.borrow_mut().injected_key(self.context_id) else {
             return Action::Continue;
         };
@@ -270,6 +280,12 @@ impl HttpContext for RequestContext {
             }
         }
         Action::Continue
+    }
+
+    /// Envoy calls it once for every stream, when the stream ends.
+    #[cfg(feature = "host-call-count")]
+    fn on_log(&mut self) {
+        self.metrics.add_request_cost(self.cost.total());
     }
 }
 

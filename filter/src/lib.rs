@@ -24,6 +24,12 @@ pub mod template;
 pub mod vault;
 pub mod worker;
 
+#[cfg(all(
+    target_arch = "wasm32",
+    target_os = "wasi",
+    feature = "host-call-count"
+))]
+mod cost;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
 mod host;
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

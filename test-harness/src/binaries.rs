@@ -26,6 +26,12 @@ pub fn noop_wasm_module() -> Result<PathBuf> {
     existing_file("LATCHKEY_NOOP_WASM", "`make bench` builds it")
 }
 
+/// The filter built with its `host-call-count` feature, for the benchmark's per-request counts,
+/// from `LATCHKEY_COUNTING_WASM`.
+pub fn counting_wasm_module() -> Result<PathBuf> {
+    existing_file("LATCHKEY_COUNTING_WASM", "`make bench` builds it")
+}
+
 fn existing_file(var: &'static str, remedy: &str) -> Result<PathBuf> {
     let Some(value) = env::var_os(var).filter(|v| !v.is_empty()) else {
         return Err(Error::Tool {

@@ -27,7 +27,7 @@ pub mod process;
 pub mod scenario;
 mod workdir;
 
-pub use binaries::{bao_binary, envoy_binary, noop_wasm_module, wasm_module};
+pub use binaries::{bao_binary, counting_wasm_module, envoy_binary, noop_wasm_module, wasm_module};
 pub use client::{Client, Echoed, Response};
 pub use echo::EchoUpstream;
 pub use engines::{DatabaseCreds, DATABASE_CONNECTION, DATABASE_MOUNT, OIDC_KEY};

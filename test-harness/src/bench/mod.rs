@@ -3,6 +3,7 @@
 //! minutes, not runs, apart. The report and its plots are written by [`report`].
 
 pub mod audit;
+pub mod hit_cost;
 pub mod load;
 pub mod process_stats;
 pub mod report;
@@ -18,6 +19,7 @@ use rustls::ClientConfig;
 use serde_json::json;
 
 use self::audit::{AuditTail, VaultCalls};
+use self::hit_cost::HitCost;
 use self::load::{Pool, RunResult, Target};
 use self::stats::Percentiles;
 use self::subjects::{Kind, Shared, Subject, REFRESH_MARGIN_MS, REFRESH_SECRET, REFRESH_TTL_MS};
@@ -152,6 +154,8 @@ pub struct Results {
     pub plan: Plan,
     pub measured: Vec<Measured>,
     pub probe: MissProbe,
+    /// Counted in Envoy by the counting build; why not, when that failed.
+    pub hit_cost: std::result::Result<HitCost, String>,
     pub setup: Duration,
     pub total: Duration,
 }
@@ -285,11 +289,17 @@ pub fn run(plan: &Plan) -> Result<Results> {
         Some(subject) => probe_misses(&pki, subject, plan.miss_probes)?,
         None => MissProbe::default(),
     };
+    eprintln!("bench: counting host calls and allocations per cache hit");
+    let hit_cost = hit_cost::count(&shared, &identities).map_err(|e| e.to_string());
+    if let Err(err) = &hit_cost {
+        eprintln!("bench: not counted: {err}");
+    }
 
     Ok(Results {
         plan: plan.clone(),
         measured,
         probe,
+        hit_cost,
         setup,
         total: started.elapsed(),
     })

@@ -3,7 +3,7 @@
 //! mTLS listener (client certificate required) and the same echo upstream; the latchkey ones
 //! share one OpenBao.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ClientConfig;
@@ -100,6 +100,17 @@ impl Subject {
         identities: &[Arc<ClientConfig>],
         connections: usize,
     ) -> Result<Subject> {
+        Subject::start_with(kind, None, shared, identities, connections)
+    }
+
+    /// [`Subject::start`], with latchkey from `module` rather than the shipped build.
+    pub fn start_with(
+        kind: Kind,
+        module: Option<PathBuf>,
+        shared: &Shared<'_>,
+        identities: &[Arc<ClientConfig>],
+        connections: usize,
+    ) -> Result<Subject> {
         let dir = TestDir::new(&format!("bench-{}", kind.id()))?;
         let config = EnvoyConfig::new(shared.pki, shared.echo.port())?
             .require_client_certificate(true)
@@ -115,8 +126,10 @@ impl Subject {
                 let sds = write_sds_secret(&dir)?;
                 config.http_filter(native_injector(&sds))
             }
-            Kind::LatchkeyHit { identities } => latchkey(config, shared, hit_config(identities))?,
-            Kind::LatchkeyRefresh { .. } => latchkey(config, shared, refresh_config())?,
+            Kind::LatchkeyHit { identities } => {
+                latchkey(config, shared, module, hit_config(identities))?
+            }
+            Kind::LatchkeyRefresh { .. } => latchkey(config, shared, module, refresh_config())?,
         };
         let envoy = Envoy::start(&dir, config)?;
 
@@ -136,11 +149,20 @@ impl Subject {
     }
 }
 
-fn latchkey(config: EnvoyConfig, shared: &Shared<'_>, plugin: Value) -> Result<EnvoyConfig> {
+fn latchkey(
+    config: EnvoyConfig,
+    shared: &Shared<'_>,
+    module: Option<PathBuf>,
+    plugin: Value,
+) -> Result<EnvoyConfig> {
+    let module = match module {
+        Some(module) => module,
+        None => wasm_module()?,
+    };
     let proxy_svid = shared.pki.svid(PROXY_SPIFFE_ID)?;
     Ok(config
         .vault(shared.openbao.tls_port(), &proxy_svid)
-        .wasm_filter(wasm_module()?, plugin))
+        .wasm_filter(module, plugin))
 }
 
 /// The end-to-end gateway's binding, every identity sharing one secret, refreshed too rarely to

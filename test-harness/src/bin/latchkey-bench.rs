@@ -6,7 +6,8 @@
 //! `target/criterion`), `--hit-counts FILE` (what the `hit_counts` bench printed),
 //! `--envoy-cpus LIST` (default `0`), `--hit-identities 1,100,10000` (the cache-hit
 //! configurations), `--connections N` (open-loop connections per configuration, default 100),
-//! `--quick` (short runs, to try the driver out).
+//! `--quick` (short runs, to try the driver out), `--hit-cost` (only count the host calls and
+//! allocations of a cache hit in Envoy, and print that section of the report).
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -25,6 +26,7 @@ struct Options {
     hit_identities: Option<Vec<usize>>,
     connections: Option<usize>,
     quick: bool,
+    hit_cost_only: bool,
 }
 
 fn main() -> ExitCode {
@@ -39,16 +41,20 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), Error> {
     let options = options()?;
+    if options.hit_cost_only {
+        let cost = bench::hit_cost::count_alone(&options.envoy_cpus).map_err(|e| e.to_string());
+        let hit_counts = options.hit_counts.as_ref().and_then(|path| read_json(path));
+        let mut md = String::new();
+        report::per_hit_section(&mut md, &cost, hit_counts.as_ref());
+        print!("{md}");
+        return Ok(());
+    }
     let plan = plan(&options);
     let load_before = load_average();
 
     let results = bench::run(&plan)?;
 
-    let hit_counts = options
-        .hit_counts
-        .as_ref()
-        .and_then(|path| std::fs::read_to_string(path).ok())
-        .and_then(|text| serde_json::from_str(text.trim()).ok());
+    let hit_counts = options.hit_counts.as_ref().and_then(|path| read_json(path));
     let context = Context {
         command: "make bench".to_string(),
         date: output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
@@ -119,6 +125,7 @@ fn options() -> Result<Options, Error> {
         hit_identities: None,
         connections: None,
         quick: false,
+        hit_cost_only: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -147,6 +154,7 @@ fn options() -> Result<Options, Error> {
                 options.hit_identities = Some(counts);
             }
             "--quick" => options.quick = true,
+            "--hit-cost" => options.hit_cost_only = true,
             other => {
                 return Err(Error::unexpected(
                     "reading options",
@@ -156,6 +164,11 @@ fn options() -> Result<Options, Error> {
         }
     }
     Ok(options)
+}
+
+fn read_json(path: &std::path::Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(text.trim()).ok()
 }
 
 fn load_average() -> String {
