@@ -193,6 +193,10 @@ pub fn run(plan: &Plan) -> Result<Results> {
     let identities = workload_identities(&pki, most, "bench")?;
 
     let mut kinds = vec![Kind::NoFilter, Kind::NoopWasm, Kind::NativeInjector];
+    let widest = plan.hit_identities.iter().copied().max().unwrap_or(1);
+    if widest > plan.connections {
+        kinds.push(Kind::NoFilterWide { identities: widest });
+    }
     kinds.extend(
         plan.hit_identities
             .iter()

@@ -161,7 +161,10 @@ fn latency_tables(md: &mut String, results: &Results) {
         md,
         "Microseconds from the intended send time to the last byte of the answer, median of \
          the repetitions; ratios are per repetition against Envoy without a filter (÷ none) and \
-         with the no-op wasm filter (÷ no-op), then the median.\n"
+         with the no-op wasm filter (÷ no-op), then the median. Each identity is a client \
+         certificate and so a connection of its own: compare the widest latchkey run with \
+         \"Envoy, no filter\" on the same number of connections, whose tail the connection \
+         count alone sets.\n"
     );
     for (r, rate) in results.plan.rates.iter().enumerate() {
         let _ = writeln!(
@@ -547,6 +550,25 @@ fn targets_section(md: &mut String, results: &Results, c: &Context) {
             md,
             "- latchkey on a hit, Envoy CPU per request: {} of the no-op wasm filter's",
             fmt_ratio(cpu)
+        );
+    }
+    let wide_hit = results
+        .measured
+        .iter()
+        .filter(|m| matches!(m.kind, Kind::LatchkeyHit { .. }))
+        .max_by_key(|m| m.kind.identities());
+    let wide_base = results
+        .measured
+        .iter()
+        .find(|m| matches!(m.kind, Kind::NoFilterWide { .. }));
+    if let (Some(hit), Some(base)) = (wide_hit, wide_base) {
+        let p99 = ratio(&hit.open[top], &base.open[top], |r| r.percentiles.p99);
+        let _ = writeln!(
+            md,
+            "- {}, p99 at {} req/s: {} of Envoy without a filter on as many connections",
+            hit.kind.label(),
+            thousands(results.plan.rates[top] as usize),
+            fmt_ratio(p99)
         );
     }
     if let (Some(hit), Some(native)) = (hit, native) {

@@ -30,6 +30,11 @@ pub const REFRESH_MARGIN_MS: u64 = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     NoFilter,
+    /// Envoy without a filter, loaded by as many callers (one connection each) as the widest
+    /// latchkey run: the baseline for that run's tail, which the connection count drives.
+    NoFilterWide {
+        identities: usize,
+    },
     NoopWasm,
     NativeInjector,
     LatchkeyHit {
@@ -45,6 +50,7 @@ impl Kind {
     pub fn id(&self) -> String {
         match self {
             Kind::NoFilter => "no-filter".to_string(),
+            Kind::NoFilterWide { identities } => format!("no-filter-{identities}"),
             Kind::NoopWasm => "noop-wasm".to_string(),
             Kind::NativeInjector => "native-injector".to_string(),
             Kind::LatchkeyHit { identities } => format!("latchkey-hit-{identities}"),
@@ -55,6 +61,9 @@ impl Kind {
     pub fn label(&self) -> String {
         match self {
             Kind::NoFilter => "Envoy, no filter".to_string(),
+            Kind::NoFilterWide { identities } => {
+                format!("Envoy, no filter, {}", identity_count(*identities))
+            }
             Kind::NoopWasm => "no-op wasm filter".to_string(),
             Kind::NativeInjector => "native credential_injector".to_string(),
             Kind::LatchkeyHit { identities } => {
@@ -68,7 +77,9 @@ impl Kind {
 
     pub fn identities(&self) -> usize {
         match self {
-            Kind::LatchkeyHit { identities } | Kind::LatchkeyRefresh { identities } => *identities,
+            Kind::NoFilterWide { identities }
+            | Kind::LatchkeyHit { identities }
+            | Kind::LatchkeyRefresh { identities } => *identities,
             _ => 1,
         }
     }
@@ -120,7 +131,7 @@ impl Subject {
             .cpu_list(shared.envoy_cpus)
             .wasm_log_level("info");
         let config = match kind {
-            Kind::NoFilter => config,
+            Kind::NoFilter | Kind::NoFilterWide { .. } => config,
             Kind::NoopWasm => config.wasm_filter(noop_wasm_module()?, json!({})),
             Kind::NativeInjector => {
                 let sds = write_sds_secret(&dir)?;
