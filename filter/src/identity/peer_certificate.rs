@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use ct_codecs::{Base64, Decoder};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
 
 use super::x509::{self, DerError};
 use super::{IdentityError, Source, SpiffeId};
@@ -72,19 +72,21 @@ fn decode(url_encoded_pem: &[u8]) -> Result<Vec<u8>, CertificateError> {
 /// `%XX` escapes to bytes; everything else as is (Envoy does not encode spaces as `+`).
 pub fn percent_decode(input: &[u8]) -> Result<Vec<u8>, CertificateError> {
     let mut out = Vec::with_capacity(input.len());
-    let mut bytes = input.iter();
-    while let Some(&b) = bytes.next() {
-        if b != b'%' {
-            out.push(b);
-            continue;
-        }
-        let high = bytes.next().and_then(|h| hex_value(*h));
-        let low = bytes.next().and_then(|l| hex_value(*l));
-        match (high, low) {
+    let mut rest = input;
+    // Runs between escapes are copied whole, not byte by byte: this is on every request's path.
+    while let Some(at) = memchr::memchr(b'%', rest) {
+        let (run, escape) = rest.split_at(at);
+        out.extend_from_slice(run);
+        let Some(([_, high, low], after)) = escape.split_first_chunk() else {
+            return Err(CertificateError::BadPercentEncoding);
+        };
+        match (hex_value(*high), hex_value(*low)) {
             (Some(high), Some(low)) => out.push(high << 4 | low),
             _ => return Err(CertificateError::BadPercentEncoding),
         }
+        rest = after;
     }
+    out.extend_from_slice(rest);
     Ok(out)
 }
 
@@ -102,12 +104,29 @@ pub fn pem_to_der(pem: &[u8]) -> Result<Vec<u8>, CertificateError> {
     let start = find(pem, BEGIN).ok_or(CertificateError::NotPem)? + BEGIN.len();
     let body = pem.get(start..).ok_or(CertificateError::NotPem)?;
     let end = find(body, END).ok_or(CertificateError::NotPem)?;
-    let base64 = body.get(..end).ok_or(CertificateError::NotPem)?;
-    Base64::decode_to_vec(base64, Some(b"\r\n \t")).map_err(|_| CertificateError::BadBase64)
+    let mut base64 = body.get(..end).ok_or(CertificateError::NotPem)?.to_vec();
+
+    // The base64 crate cannot skip line breaks, so they go first. A certificate is public, so a
+    // constant-time decoder would only cost time; this one is as strict about padding and
+    // trailing bits.
+    base64.retain(|b| !matches!(b, b'\r' | b'\n' | b' ' | b'\t'));
+    BASE64_STANDARD
+        .decode(&base64)
+        .map_err(|_| CertificateError::BadBase64)
 }
 
+/// Where `needle` first starts; only the candidates at its first byte are compared.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    let first = *needle.first()?;
+    let mut from = 0;
+    while let Some(offset) = memchr::memchr(first, haystack.get(from..)?) {
+        let at = from + offset;
+        if haystack.get(at..)?.starts_with(needle) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 #[cfg(test)]
@@ -199,5 +218,22 @@ mod tests {
     #[test]
     fn non_utf8_bytes_are_refused_not_panicked_on() {
         assert!(spiffe_id(b"\xff\xfe%ff").is_err());
+    }
+
+    #[test]
+    fn reads_base64_broken_anywhere_by_whitespace_but_only_in_canonical_form() {
+        let der = |body: &str| {
+            let pem = format!("-----BEGIN CERTIFICATE-----{body}-----END CERTIFICATE-----");
+            pem_to_der(pem.as_bytes())
+        };
+        assert_eq!(der("MAE="), Ok(vec![0x30, 0x01]));
+        assert_eq!(der("\r\nM A\tE\n=\r\n"), Ok(vec![0x30, 0x01]));
+        assert_eq!(der("MA=\n="), Ok(vec![0x30]));
+        assert_eq!(der(""), Ok(vec![]));
+        for bad in [
+            "MAE", "MA=", "MAB=", "MA==MA==", "MA===", "M", "MA-_", "MAE=\x0c",
+        ] {
+            assert_eq!(der(bad), Err(CertificateError::BadBase64), "{bad:?}");
+        }
     }
 }
