@@ -189,6 +189,10 @@ pub struct Pool {
     target: Target,
     request: Vec<u8>,
     connections: Vec<Connection>,
+    /// What [`Pool::unpark`] opens again.
+    identities: Vec<Arc<ClientConfig>>,
+    size: usize,
+    parallel: usize,
 }
 
 impl Pool {
@@ -205,48 +209,89 @@ impl Pool {
             return Err(Error::unexpected("opening connections", "no identities"));
         }
         let request = target.request();
-        let chunk = connections.div_ceil(parallel.max(1));
-        let opened: Vec<io::Result<Vec<Connection>>> = thread::scope(|scope| {
-            let handles: Vec<_> = (0..connections)
-                .step_by(chunk.max(1))
-                .map(|first| {
-                    let (target, request) = (&target, &request);
-                    scope.spawn(move || {
-                        let last = (first + chunk).min(connections);
-                        (first..last)
-                            .map(|i| {
-                                let tls = &identities[i % identities.len()];
-                                let mut connection = Connection::open(target.port, tls)?;
-                                match connection.exchange(request)? {
-                                    200 => Ok(connection),
-                                    status => Err(io::Error::other(format!("status {status}"))),
-                                }
-                            })
-                            .collect()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("panicked")))
-                })
-                .collect()
-        });
-
-        let mut all = Vec::with_capacity(connections);
-        for batch in opened {
-            let batch = batch.map_err(|e| Error::io("opening a benchmark connection", e))?;
-            all.extend(batch);
-        }
+        let all = connect(&target, &request, identities, connections, parallel)?;
         Ok(Pool {
             target,
             request,
             connections: all,
+            identities: identities.to_vec(),
+            size: connections,
+            parallel,
         })
     }
 
+    /// Closes every connection; [`Pool::unpark`] opens them again. Two pools of 10,000
+    /// connections do not fit in the open-file limit of a container that cannot raise it.
+    pub fn park(&mut self) {
+        self.connections.clear();
+    }
+
+    /// Opens the connections [`Pool::park`] closed, each with its first request again.
+    pub fn unpark(&mut self) -> Result<()> {
+        if self.connections.is_empty() {
+            self.connections = connect(
+                &self.target,
+                &self.request,
+                &self.identities,
+                self.size,
+                self.parallel,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// How many connections the pool has when open.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+}
+
+/// Opens `connections` connections, `parallel` at a time, and sends `request` on each.
+fn connect(
+    target: &Target,
+    request: &[u8],
+    identities: &[Arc<ClientConfig>],
+    connections: usize,
+    parallel: usize,
+) -> Result<Vec<Connection>> {
+    let chunk = connections.div_ceil(parallel.max(1));
+    let opened: Vec<io::Result<Vec<Connection>>> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..connections)
+            .step_by(chunk.max(1))
+            .map(|first| {
+                scope.spawn(move || {
+                    let last = (first + chunk).min(connections);
+                    (first..last)
+                        .map(|i| {
+                            let tls = &identities[i % identities.len()];
+                            let mut connection = Connection::open(target.port, tls)?;
+                            match connection.exchange(request)? {
+                                200 => Ok(connection),
+                                status => Err(io::Error::other(format!("status {status}"))),
+                            }
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(io::Error::other("panicked")))
+            })
+            .collect()
+    });
+
+    let mut all = Vec::with_capacity(connections);
+    for batch in opened {
+        let batch = batch.map_err(|e| Error::io("opening a benchmark connection", e))?;
+        all.extend(batch);
+    }
+    Ok(all)
+}
+
+impl Pool {
     pub fn len(&self) -> usize {
         self.connections.len()
     }

@@ -160,6 +160,15 @@ pub struct Results {
     pub total: Duration,
 }
 
+/// Pools larger than this are closed between their runs, so that only one is open at a time.
+const PARKED_ABOVE: usize = 1_000;
+
+fn park_if_wide(subject: &mut Subject) {
+    if subject.pool.size() > PARKED_ABOVE {
+        subject.pool.park();
+    }
+}
+
 /// Starts everything, measures, and stops everything.
 pub fn run(plan: &Plan) -> Result<Results> {
     let started = Instant::now();
@@ -209,14 +218,13 @@ pub fn run(plan: &Plan) -> Result<Results> {
     let mut subjects = Vec::new();
     for kind in kinds {
         eprintln!("bench: starting {}", kind.id());
-        let subject = Subject::start(kind, &shared, &identities, plan.connections)?;
-        subjects.push(subject);
-    }
-    for subject in &mut subjects {
+        let mut subject = Subject::start(kind, &shared, &identities, plan.connections)?;
         // V8 tiers code up under load; no configuration is measured cold.
         subject
             .pool
             .closed_loop_on(plan.closed_connections, Duration::from_secs(1));
+        park_if_wide(&mut subject);
+        subjects.push(subject);
     }
     let setup = started.elapsed();
 
@@ -226,7 +234,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
         .iter()
         .map(|subject| Measured {
             kind: subject.kind,
-            connections: subject.pool.len(),
+            connections: subject.pool.size(),
             open: vec![Vec::new(); plan.rates.len()],
             closed: Vec::new(),
             rss_kib: 0,
@@ -244,6 +252,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
                 plan.repetitions,
                 subject.kind.id()
             );
+            subject.pool.unpark()?;
             let pid = subject.envoy.pid();
             for (r, rate) in plan.rates.iter().enumerate() {
                 audit.calls_since(&read_path)?;
@@ -272,6 +281,7 @@ pub fn run(plan: &Plan) -> Result<Results> {
                     .closed_loop_on(plan.closed_connections, plan.closed_duration)
             })?;
             record.closed.push(summarise(&result, cpu));
+            park_if_wide(subject);
         }
     }
 
