@@ -92,28 +92,8 @@ impl Root {
                             },
                         );
                     }
-                    Err(Status::BadArgument) => {
-                        // The only argument of the call the config decides is the cluster's
-                        // name; Envoy refuses a name it has no cluster for at once.
-                        self.metrics.increment(Counter::VaultClusterUnknown);
-                        log::error!(
-                            "[ctx {}] vault call not dispatched: vault.cluster {} is unknown to \
-                             Envoy",
-                            self.context_id,
-                            vault.cluster
-                        );
-                        let step = job.abandon(&self.env(config));
-                        self.advance(config, job, step);
-                    }
                     Err(status) => {
-                        // Envoy fails a call inline when the cluster has no healthy host or a
-                        // circuit breaker is open.
-                        log::error!(
-                            "[ctx {}] vault call failed at once on cluster {}: {status:?} (no \
-                             healthy host, or a circuit breaker open)",
-                            self.context_id,
-                            vault.cluster
-                        );
+                        self.report_undispatched(&vault.cluster, status);
                         let step = job.abandon(&self.env(config));
                         self.advance(config, job, step);
                     }
@@ -121,6 +101,27 @@ impl Root {
             }
             JobStep::WaitForToken => self.awaiting_token.push(job),
             JobStep::Done => self.wake(config, Some(job.key())),
+        }
+    }
+
+    /// Why Envoy refused a vault call at once, counted and logged.
+    fn report_undispatched(&self, cluster: &str, status: Status) {
+        if status == Status::BadArgument {
+            // The only argument of the call the config decides is the cluster's name; Envoy
+            // refuses a name it has no cluster for at once.
+            self.metrics.increment(Counter::VaultClusterUnknown);
+            log::error!(
+                "[ctx {}] vault call not dispatched: vault.cluster {cluster} is unknown to Envoy",
+                self.context_id
+            );
+        } else {
+            // Envoy fails a call inline when the cluster has no healthy host or a circuit
+            // breaker is open.
+            log::error!(
+                "[ctx {}] vault call failed at once on cluster {cluster}: {status:?} (no healthy \
+                 host, or a circuit breaker open)",
+                self.context_id
+            );
         }
     }
 

@@ -23,16 +23,18 @@ fn error_code(response: &Response) -> String {
     body["error"].as_str().unwrap().to_string()
 }
 
-/// `latchkey.vault.read.<outcome>`, as Envoy shows it.
-fn reads(gateway: &FaultyGateway, outcome: &str) -> u64 {
-    let name = format!("wasmcustom.latchkey.vault.read.{outcome}");
+/// The filter's counter `latchkey.<name>`, as Envoy shows it (0 before its first increment).
+fn latchkey_stat(gateway: &FaultyGateway, name: &str) -> u64 {
+    let name = format!("wasmcustom.latchkey.{name}");
     gateway.envoy.stat(&name).unwrap().unwrap_or(0)
 }
 
-/// `latchkey.requests.denied.<code>`, as Envoy shows it.
+fn reads(gateway: &FaultyGateway, outcome: &str) -> u64 {
+    latchkey_stat(gateway, &format!("vault.read.{outcome}"))
+}
+
 fn denied(gateway: &FaultyGateway, code: &str) -> u64 {
-    let name = format!("wasmcustom.latchkey.requests.denied.{code}");
-    gateway.envoy.stat(&name).unwrap().unwrap_or(0)
+    latchkey_stat(gateway, &format!("requests.denied.{code}"))
 }
 
 /// Envoy's log lines that hold every one of `parts`.
@@ -149,10 +151,8 @@ fn a_value_that_would_split_headers_is_refused() {
     assert_recovers(&gateway);
 }
 
-/// `latchkey.vault.login.<outcome>`, as Envoy shows it.
 fn logins(gateway: &FaultyGateway, outcome: &str) -> u64 {
-    let name = format!("wasmcustom.latchkey.vault.login.{outcome}");
-    gateway.envoy.stat(&name).unwrap().unwrap_or(0)
+    latchkey_stat(gateway, &format!("vault.login.{outcome}"))
 }
 
 /// A login lease that is negative or not a number is a malformed answer; zero (a token

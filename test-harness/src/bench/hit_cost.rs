@@ -7,14 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ClientConfig;
-use serde_json::json;
 
-use super::subjects::{self, Kind, Shared, Subject};
+use super::subjects::{Kind, Shared, Subject};
 use crate::binaries::counting_wasm_module;
-use crate::echo::EchoUpstream;
 use crate::envoy::Envoy;
 use crate::error::{Error, Result};
-use crate::openbao::OpenBao;
 use crate::pki::Pki;
 use crate::workdir::TestDir;
 
@@ -102,12 +99,7 @@ pub fn count(shared: &Shared<'_>, identities: &[Arc<ClientConfig>]) -> Result<Hi
 pub fn count_alone(envoy_cpus: &str) -> Result<HitCost> {
     let dir = TestDir::new("bench-hit-cost")?;
     let pki = Pki::new()?;
-    let openbao = OpenBao::start(&dir, &pki)?;
-    openbao.kv_put(
-        subjects::HIT_SECRET,
-        json!({ "api_key": "sk-bench-shared" }),
-    )?;
-    let echo = EchoUpstream::start()?;
+    let (openbao, echo) = super::start_backends(&dir, &pki)?;
     let shared = Shared {
         pki: &pki,
         echo: &echo,

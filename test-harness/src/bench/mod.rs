@@ -160,6 +160,16 @@ pub struct Results {
     pub total: Duration,
 }
 
+/// OpenBao holding the hit configurations' secret, and the echo upstream every Envoy routes to.
+pub(crate) fn start_backends(dir: &TestDir, pki: &Pki) -> Result<(OpenBao, EchoUpstream)> {
+    let openbao = OpenBao::start(dir, pki)?;
+    openbao.kv_put(
+        subjects::HIT_SECRET,
+        json!({ "api_key": "sk-bench-shared" }),
+    )?;
+    Ok((openbao, EchoUpstream::start()?))
+}
+
 /// Pools larger than this are closed between their runs, so that only one is open at a time.
 const PARKED_ABOVE: usize = 1_000;
 
@@ -177,13 +187,8 @@ pub fn run(plan: &Plan) -> Result<Results> {
 
     let dir = TestDir::new("bench")?;
     let pki = Pki::new()?;
-    let openbao = OpenBao::start(&dir, &pki)?;
-    openbao.kv_put(
-        subjects::HIT_SECRET,
-        json!({ "api_key": "sk-bench-shared" }),
-    )?;
+    let (openbao, echo) = start_backends(&dir, &pki)?;
     openbao.kv_put(REFRESH_SECRET, json!({ "api_key": "sk-bench-refresh" }))?;
-    let echo = EchoUpstream::start()?;
     let shared = Shared {
         pki: &pki,
         echo: &echo,
